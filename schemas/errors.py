@@ -1,0 +1,33 @@
+"""Error type names carried by Temporal `ApplicationError.type`, and the SDK's typed errors."""
+
+from typing import Final
+
+# Non-retryable: retrying cannot fix the input.
+INVALID_REQUEST: Final = "InvalidRequest"
+BACKEND_LIMIT: Final = "BackendLimitExceeded"
+MISSING_DEPENDENCY: Final = "MissingSystemDependency"
+NON_RETRYABLE_ERROR_TYPES: Final = [INVALID_REQUEST, BACKEND_LIMIT, MISSING_DEPENDENCY]
+
+
+class TunesmithError(Exception):
+    """Base class of every error tunesmith raises to its users."""
+
+
+class InvalidRequestError(TunesmithError, ValueError):
+    """The request cannot be served as given; nothing was started or charged."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class IdempotencyConflictError(TunesmithError):
+    """An idempotency key was reused with a different request."""
+
+
+class JobNotFoundError(TunesmithError, LookupError):
+    """No job with this id exists."""
+
+
+class ReviewNotAllowedError(TunesmithError):
+    """A review decision was sent to a job that is not awaiting review."""

@@ -1,0 +1,198 @@
+"""Workflow, activity, signal, query and update contracts: one input and one output model each."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from schemas.controls import ControlTokens
+
+
+class Stage(StrEnum):
+    """Where a job is. The terminal stages are published, rejected, expired and failed."""
+
+    QUEUED = "queued"
+    NORMALIZING = "normalizing"
+    GENERATING = "generating"
+    POSTPROCESSING = "postprocessing"
+    CHECKING = "checking"
+    AWAITING_REVIEW = "awaiting_review"
+    PUBLISHING = "publishing"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+TERMINAL_STAGES = frozenset({Stage.PUBLISHED, Stage.REJECTED, Stage.EXPIRED, Stage.FAILED})
+
+
+class ReviewState(StrEnum):
+    """Review state of a job, as shown in the Web UI and `tunesmith review`."""
+
+    PENDING = "pending"  # not decided yet (before the gate)
+    AUTO_APPROVED = "auto_approved"
+    AWAITING_REVIEW = "awaiting_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class GenerateTrackInput(BaseModel):
+    """Input of the GenerateTrack workflow.
+
+    `request` is kept as raw data on purpose: the workflow must not fail to decode its own input
+    when someone starts it directly with a bad request; `normalize_controls` validates it and fails
+    the workflow with a non-retryable `InvalidRequest` error instead.
+    """
+
+    job_id: str
+    request: dict[str, Any]
+    idempotency_key: str | None = None
+    review_timeout_s: float = 7 * 24 * 3600.0
+
+
+class AudioRef(BaseModel):
+    """A pointer to audio in the object store plus small metadata; never the bytes."""
+
+    uri: str
+    sha256: str
+    sample_rate: int
+    channels: int
+    duration_s: float
+    format: str
+    size_bytes: int
+
+
+class NormalizeInput(BaseModel):
+    job_id: str
+    request: dict[str, Any]
+    idempotency_key: str | None = None
+
+
+class NormalizeOutput(BaseModel):
+    tokens: ControlTokens
+    request_sha256: str
+
+
+class GenerateAudioInput(BaseModel):
+    job_id: str
+    tokens: ControlTokens
+
+
+class GenerateAudioOutput(BaseModel):
+    raw: AudioRef
+    model_id: str
+    model_version: str
+    render_seconds: float
+
+
+class PostprocessInput(BaseModel):
+    job_id: str
+    raw: AudioRef
+    target_lufs: float = -14.0
+    true_peak_dbtp: float = -1.0
+
+
+class AudioMeasurements(BaseModel):
+    integrated_lufs: float
+    true_peak_dbtp: float
+    duration_s: float
+    sample_rate: int
+
+
+class PostprocessOutput(BaseModel):
+    master: AudioRef
+    compressed: AudioRef
+    measurements: AudioMeasurements
+    postprocess_version: str
+
+
+class CheckSimilarityInput(BaseModel):
+    job_id: str
+    master: AudioRef
+    measurements: AudioMeasurements
+    requested_duration_s: float
+
+
+class ReviewRecommendation(BaseModel):
+    decision: Literal["auto_approve", "needs_review"]
+    reasons: list[str] = Field(default_factory=list)
+    policy_version: str
+
+
+class CheckSimilarityOutput(BaseModel):
+    fingerprint_sha256: str
+    fingerprint_items: int
+    matches: list[dict[str, Any]] = Field(default_factory=list)
+    recommendation: ReviewRecommendation
+
+
+class ReviewDecision(BaseModel):
+    """Body of the `review` signal and the `submit_review` update."""
+
+    decision: Literal["approve", "reject"]
+    reviewer: str = Field(min_length=1, max_length=200)
+    note: str | None = None
+
+
+class RecordReviewInput(BaseModel):
+    job_id: str
+    decision: ReviewDecision | None
+    outcome: ReviewState
+    reasons: list[str] = Field(default_factory=list)
+
+
+class PublishInput(BaseModel):
+    job_id: str
+    tokens: ControlTokens
+    request: dict[str, Any]
+    request_sha256: str
+    generated: GenerateAudioOutput
+    postprocessed: PostprocessOutput
+    similarity: CheckSimilarityOutput
+    review_state: ReviewState
+    review: ReviewDecision | None = None
+
+
+class PublishOutput(BaseModel):
+    artifacts: dict[str, str]
+    provenance_uri: str
+    charge_cents: int
+
+
+class FinishJobInput(BaseModel):
+    job_id: str
+    stage: Stage
+    error: str | None = None
+
+
+class JobStatus(BaseModel):
+    """Answer of the `status` query."""
+
+    job_id: str
+    stage: Stage
+    progress: float = 0.0
+    review_state: ReviewState = ReviewState.PENDING
+    model_id: str | None = None
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    review_reasons: list[str] = Field(default_factory=list)
+    error: str | None = None
+
+
+class GenerationResult(BaseModel):
+    """Result of a GenerateTrack run: URIs and metadata, never audio bytes."""
+
+    job_id: str
+    stage: Stage
+    review_state: ReviewState
+    model_id: str | None = None
+    model_version: str | None = None
+    seed: int | None = None
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    measurements: AudioMeasurements | None = None
+    provenance_uri: str | None = None
+    charge_cents: int = 0
+    review: ReviewDecision | None = None

@@ -1,0 +1,103 @@
+"""Musical vocabulary: keys and General MIDI instruments. Pure data and parsing, no I/O."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Mode = Literal["major", "minor"]
+
+_PITCH_CLASSES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+NOTE_NAMES_SHARP = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+NOTE_NAMES_FLAT = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+_KEY_RE = re.compile(r"^\s*([A-Ga-g])\s*([#b♯♭]?)\s*(major|minor|maj|min|m|)?\s*$", re.IGNORECASE)
+
+
+def parse_key(text: str) -> tuple[int, Mode]:
+    """Parse a key such as "A minor", "F# major", "Bbm" or "C" into (tonic pitch class, mode).
+
+    Raises:
+        ValueError: the text is not a key.
+    """
+    m = _KEY_RE.match(text)
+    if not m:
+        raise ValueError(f"unknown key {text!r}; expected e.g. 'A minor', 'F# major', 'Bb'")
+    letter, accidental, mode_text = m.group(1).upper(), m.group(2), (m.group(3) or "").lower()
+    pc = _PITCH_CLASSES[letter] + (1 if accidental in ("#", "♯") else -1 if accidental else 0)
+    # "m" alone means minor, but a bare "B" followed by nothing is major.
+    mode: Mode = "minor" if mode_text in ("minor", "min", "m") else "major"
+    return pc % 12, mode
+
+
+def key_name(tonic_pc: int, mode: Mode) -> str:
+    """Canonical name of a key: sharps for sharp keys, flats for flat keys."""
+    flat_majors = {5, 10, 3, 8, 1}  # F, Bb, Eb, Ab, Db
+    relative_major = (tonic_pc + 3) % 12 if mode == "minor" else tonic_pc
+    names = NOTE_NAMES_FLAT if relative_major in flat_majors else NOTE_NAMES_SHARP
+    return f"{names[tonic_pc % 12]} {mode}"
+
+
+# A practical subset of General MIDI: name -> (program, role). Drums use channel 10 (program ignored).
+# The role tells the draft composer what part to write for the instrument.
+InstrumentRole = Literal["drums", "bass", "harmony", "melody", "pad"]
+GM_INSTRUMENTS: dict[str, tuple[int, InstrumentRole]] = {
+    "piano": (0, "harmony"),
+    "electric-piano": (4, "harmony"),
+    "harpsichord": (6, "harmony"),
+    "vibraphone": (11, "melody"),
+    "marimba": (12, "melody"),
+    "organ": (16, "harmony"),
+    "accordion": (21, "melody"),
+    "acoustic-guitar": (24, "harmony"),
+    "guitar": (25, "harmony"),
+    "electric-guitar": (27, "harmony"),
+    "distortion-guitar": (30, "harmony"),
+    "bass": (33, "bass"),
+    "acoustic-bass": (32, "bass"),
+    "synth-bass": (38, "bass"),
+    "violin": (40, "melody"),
+    "viola": (41, "melody"),
+    "cello": (42, "bass"),
+    "contrabass": (43, "bass"),
+    "harp": (46, "harmony"),
+    "strings": (48, "pad"),
+    "choir": (52, "pad"),
+    "trumpet": (56, "melody"),
+    "trombone": (57, "melody"),
+    "horn": (60, "pad"),
+    "brass": (61, "pad"),
+    "saxophone": (65, "melody"),
+    "oboe": (68, "melody"),
+    "clarinet": (71, "melody"),
+    "flute": (73, "melody"),
+    "synth-lead": (81, "melody"),
+    "synth-pad": (88, "pad"),
+    "drums": (0, "drums"),
+}
+_ALIASES = {
+    "grand-piano": "piano",
+    "keys": "electric-piano",
+    "e-piano": "electric-piano",
+    "electric-bass": "bass",
+    "bass-guitar": "bass",
+    "sax": "saxophone",
+    "lead": "synth-lead",
+    "pad": "synth-pad",
+    "percussion": "drums",
+    "drum-kit": "drums",
+    "string-ensemble": "strings",
+}
+
+
+def normalize_instrument(name: str) -> str:
+    """Return the canonical instrument name for `name` (case, spaces, aliases folded).
+
+    Raises:
+        ValueError: the instrument is unknown.
+    """
+    slug = re.sub(r"[\s_]+", "-", name.strip().lower())
+    slug = _ALIASES.get(slug, slug)
+    if slug not in GM_INSTRUMENTS:
+        known = ", ".join(sorted(GM_INSTRUMENTS))
+        raise ValueError(f"unknown instrument {name!r}; known instruments: {known}")
+    return slug

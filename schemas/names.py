@@ -1,0 +1,20 @@
+"""Names the outside world sees: task queues, workflow/signal/query/update names, search attributes."""
+
+from typing import Final
+
+CPU_TASK_QUEUE: Final = "tunesmith-cpu"
+GPU_TASK_QUEUE: Final = "tunesmith-gpu"
+
+GENERATE_TRACK_WORKFLOW: Final = "GenerateTrack"
+REVIEW_SIGNAL: Final = "review"
+SUBMIT_REVIEW_UPDATE: Final = "submit_review"
+STATUS_QUERY: Final = "status"
+
+# Custom search attributes (all Keyword) registered when the dev server starts so that runs
+# can be filtered in the Web UI, e.g. `TunesmithReviewState = "awaiting_review"`.
+SA_STAGE: Final = "TunesmithStage"
+SA_MODEL: Final = "TunesmithModel"
+SA_PRODUCT: Final = "TunesmithProduct"
+SA_REVIEW_STATE: Final = "TunesmithReviewState"
+SA_TENANT: Final = "TunesmithTenant"
+SEARCH_ATTRIBUTES: Final = (SA_STAGE, SA_MODEL, SA_PRODUCT, SA_REVIEW_STATE, SA_TENANT)

@@ -1,0 +1,105 @@
+"""The generation request: what a client asks for. Validated here, before any work starts."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from schemas.errors import InvalidRequestError
+from schemas.music import normalize_instrument, parse_key
+
+MIN_TEMPO_BPM = 30.0
+MAX_TEMPO_BPM = 300.0
+
+
+class Tier(StrEnum):
+    """Quality tier; picks the model backend. Later tiers add neural backends."""
+
+    DRAFT = "draft"
+
+
+class ReviewMode(StrEnum):
+    """`auto` lets the review policy decide; `required` always routes to a human."""
+
+    AUTO = "auto"
+    REQUIRED = "required"
+
+
+class Product(StrEnum):
+    """Shape of the output."""
+
+    TRACK = "track"
+
+
+# Longest output each tier's backend can render in one job (its model card says the same).
+TIER_MAX_DURATION_S: dict[Tier, float] = {Tier.DRAFT: 600.0}
+
+
+class GenerationRequest(BaseModel):
+    """One request for music. New fields always get defaults so old clients keep working."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: Annotated[str, Field(min_length=1, max_length=2000)]
+    duration_s: Annotated[float, Field(gt=0, description="requested length in seconds")] = 30.0
+    tempo_bpm: Annotated[float, Field(ge=MIN_TEMPO_BPM, le=MAX_TEMPO_BPM)] = 120.0
+    key: str = "C major"
+    instruments: Annotated[list[str], Field(min_length=1, max_length=16)] = ["piano", "bass", "drums"]
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    tier: Tier = Tier.DRAFT
+    product: Product = Product.TRACK
+    review: ReviewMode = ReviewMode.AUTO
+    tenant: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = (
+        "default"
+    )
+
+    @model_validator(mode="after")
+    def _within_backend_limit(self) -> GenerationRequest:
+        limit = TIER_MAX_DURATION_S[self.tier]
+        if self.duration_s > limit:
+            raise ValueError(
+                f"duration_s {self.duration_s:g} s is over the {self.tier.value} backend's limit of "
+                f"{limit:g} s"
+            )
+        return self
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("prompt must not be empty")
+        return v.strip()
+
+    @field_validator("key")
+    @classmethod
+    def _known_key(cls, v: str) -> str:
+        parse_key(v)
+        return v
+
+    @field_validator("instruments")
+    @classmethod
+    def _known_instruments(cls, v: list[str]) -> list[str]:
+        canonical = [normalize_instrument(name) for name in v]
+        # Order-preserving de-duplication: "piano, Piano" is one instrument.
+        return list(dict.fromkeys(canonical))
+
+
+def validate_request(data: object) -> GenerationRequest:
+    """Validate raw request data into a `GenerationRequest`.
+
+    Raises:
+        InvalidRequestError: with one readable line per problem.
+    """
+    if isinstance(data, GenerationRequest):
+        return data
+    try:
+        return GenerationRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'request'}: "
+            + err["msg"].removeprefix("Value error, ")
+            for err in exc.errors()
+        ]
+        raise InvalidRequestError("invalid request: " + "; ".join(problems), problems=problems) from None
