@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
@@ -52,6 +53,9 @@ class GenerateTrackInput(BaseModel):
     request: dict[str, Any]
     idempotency_key: str | None = None
     review_timeout_s: float = 7 * 24 * 3600.0
+    heartbeat_timeout_s: float = 15.0
+    target_lufs: float = -14.0
+    true_peak_dbtp: float = -1.0
 
 
 class AudioRef(BaseModel):
@@ -74,6 +78,7 @@ class NormalizeInput(BaseModel):
 
 class NormalizeOutput(BaseModel):
     tokens: ControlTokens
+    request: dict[str, Any]  # the validated request, defaults filled in
     request_sha256: str
 
 
@@ -115,6 +120,7 @@ class CheckSimilarityInput(BaseModel):
     master: AudioRef
     measurements: AudioMeasurements
     requested_duration_s: float
+    review_mode: str = "auto"
 
 
 class ReviewRecommendation(BaseModel):
@@ -155,6 +161,8 @@ class PublishInput(BaseModel):
     similarity: CheckSimilarityOutput
     review_state: ReviewState
     review: ReviewDecision | None = None
+    review_reasons: list[str] = Field(default_factory=list)
+    published_at: datetime
 
 
 class PublishOutput(BaseModel):

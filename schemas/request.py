@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from enum import StrEnum
 from typing import Annotated
 
@@ -33,7 +35,9 @@ class Product(StrEnum):
     TRACK = "track"
 
 
-# Longest output each tier's backend can render in one job (its model card says the same).
+# The model backend serving each tier, and the longest output it renders in one job (its model
+# card says the same). The SDK checks these before starting anything.
+TIER_MODEL: dict[Tier, str] = {Tier.DRAFT: "draft"}
 TIER_MAX_DURATION_S: dict[Tier, float] = {Tier.DRAFT: 600.0}
 
 
@@ -54,6 +58,11 @@ class GenerationRequest(BaseModel):
     tenant: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = (
         "default"
     )
+
+    def sha256(self) -> str:
+        """Stable hash of the validated request (canonical JSON): idempotency and provenance."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
     @model_validator(mode="after")
     def _within_backend_limit(self) -> GenerationRequest:

@@ -1,0 +1,1 @@
+"""Process entrypoints: the CPU worker and the GPU worker, each on its own task queue."""

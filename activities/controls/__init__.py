@@ -1,0 +1,1 @@
+"""Step 1: turn a raw request into validated, versioned ControlTokens."""

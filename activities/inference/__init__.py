@@ -1,0 +1,1 @@
+"""Model inference: the `ModelBackend` protocol and the backends that implement it."""

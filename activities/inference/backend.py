@@ -1,0 +1,50 @@
+"""The contract every model backend implements: control tokens in, audio out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from schemas.controls import ControlTokens
+
+ProgressCallback = Callable[[float], None]
+"""Called with the fraction of the job done, 0..1, so an activity can heartbeat from it."""
+
+
+@dataclass(frozen=True)
+class GeneratedAudio:
+    """Rendered audio: float32 samples shaped (frames, channels), values in [-1, 1]."""
+
+    samples: np.ndarray
+    sample_rate: int
+
+    @property
+    def frames(self) -> int:
+        return int(self.samples.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.samples.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.sample_rate
+
+
+@runtime_checkable
+class ModelBackend(Protocol):
+    """A music model. Implementations are long-lived: built once per worker, reused per job."""
+
+    model_id: str
+    model_version: str
+    sample_rate: int
+    max_duration_s: float
+
+    def generate(
+        self, tokens: ControlTokens, progress: ProgressCallback | None = None
+    ) -> GeneratedAudio:
+        """Generate audio for `tokens`, reporting progress fractions to `progress`."""
+        ...

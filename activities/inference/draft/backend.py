@@ -1,0 +1,64 @@
+"""`DraftBackend`: the weight-free model. Composes symbolically, renders with a GM SoundFont."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from activities.inference.backend import GeneratedAudio, ProgressCallback
+from activities.inference.draft.composer import compose
+from activities.inference.draft.renderer import DEFAULT_SOUNDFONT, SoundFontRenderer
+from schemas.controls import ControlTokens
+
+# Bump whenever composition or rendering changes what a given set of tokens sounds like:
+# it is part of cache keys and provenance.
+DRAFT_MODEL_VERSION = "draft-1.0.0"
+MIN_TEMPO_BPM = 30.0
+MAX_TEMPO_BPM = 300.0
+
+
+class DraftBackend:
+    """Deterministic rule-based composer + SoundFont renderer; stereo 44.1 kHz, up to 600 s.
+
+    Build once per worker: the SoundFont is loaded in `__init__` and reused by every job.
+    Not thread-safe; give each concurrently running activity its own instance.
+    """
+
+    model_id = "draft"
+    model_version = DRAFT_MODEL_VERSION
+    sample_rate = 44100
+    max_duration_s = 600.0
+    channels = 2
+
+    def __init__(self, soundfont_path: Path | None = None) -> None:
+        """Load the SoundFont (default: the General MIDI one pretty_midi ships).
+
+        Raises:
+            FileNotFoundError: the SoundFont file does not exist.
+        """
+        self.soundfont_path = Path(soundfont_path) if soundfont_path else DEFAULT_SOUNDFONT
+        self._renderer = SoundFontRenderer(self.soundfont_path, sample_rate=self.sample_rate)
+
+    @property
+    def soundfont_load_seconds(self) -> float:
+        return self._renderer.load_seconds
+
+    def generate(
+        self, tokens: ControlTokens, progress: ProgressCallback | None = None
+    ) -> GeneratedAudio:
+        """Compose and render `tokens` to exactly round(duration_s * sample_rate) frames.
+
+        Raises:
+            ValueError: duration outside (0, max_duration_s] or tempo outside 30-300 BPM.
+        """
+        if not (0.0 < tokens.duration_s <= self.max_duration_s):
+            raise ValueError(
+                f"duration_s must be in (0, {self.max_duration_s:g}], got {tokens.duration_s}"
+            )
+        if not (MIN_TEMPO_BPM <= tokens.tempo_bpm <= MAX_TEMPO_BPM) or math.isnan(tokens.tempo_bpm):
+            bounds = f"[{MIN_TEMPO_BPM:g}, {MAX_TEMPO_BPM:g}]"
+            raise ValueError(f"tempo_bpm must be in {bounds}, got {tokens.tempo_bpm}")
+        composition = compose(tokens)
+        n_frames = max(1, round(tokens.duration_s * self.sample_rate))
+        samples = self._renderer.render(composition, n_frames, progress)
+        return GeneratedAudio(samples=samples, sample_rate=self.sample_rate)

@@ -1,0 +1,181 @@
+"""SoundFont rendering of a `Composition` with TinySoundFont, plus a light convolution reverb.
+
+A renderer loads its SoundFont once and is reused for many jobs; every render starts by
+resetting the synthesizer so no voice, controller or program leaks from the previous job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import scipy.fft
+import scipy.signal
+import tinysoundfont
+
+from activities.inference.draft.composer import DRUM_CHANNEL, Composition
+
+DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
+TARGET_PEAK = 0.891  # -1 dBFS: headroom for later resampling and encoding
+_BYTES_PER_FRAME = 2 * 4  # stereo float32
+
+# Event ordering within one frame: controllers, then note-offs, then note-ons, so a note
+# re-struck at the instant it ends is not cut off by its own release.
+_CC, _OFF, _ON = 0, 1, 2
+
+
+class _Reverb:
+    """Streaming overlap-add convolution with a fixed, seeded synthetic room response."""
+
+    def __init__(self, sample_rate: int, block: int, rt60_s: float = 1.4, mix: float = 0.2):
+        rng = np.random.default_rng(20240501)  # fixed: the room must never change
+        length = int(rt60_s * sample_rate)
+        t = np.arange(length) / sample_rate
+        noise = rng.standard_normal((length, 2))
+        # Exponential decay to -60 dB at rt60, darkened so the tail does not hiss.
+        ir = noise * np.exp(-6.91 * t / rt60_s)[:, None]
+        b, a = scipy.signal.butter(1, 5000 / (sample_rate / 2))
+        ir = scipy.signal.lfilter(b, a, ir, axis=0)
+        ir[: int(0.012 * sample_rate)] = 0.0  # pre-delay keeps attacks dry and clear
+        ir /= np.sqrt(np.sum(ir**2, axis=0, keepdims=True))
+        self.block = block
+        self.mix = mix
+        self._tail_len = length - 1
+        self._n_fft = scipy.fft.next_fast_len(block + length - 1, real=True)
+        self._ir_f = scipy.fft.rfft(ir, self._n_fft, axis=0)
+        self._acc = np.zeros((block + self._tail_len, 2))
+
+    def reset(self) -> None:
+        self._acc[:] = 0.0
+
+    def process(self, dry: np.ndarray) -> np.ndarray:
+        """Return the wet signal for the next `len(dry) <= block` frames."""
+        n = len(dry)
+        wet = scipy.fft.irfft(
+            scipy.fft.rfft(dry, self._n_fft, axis=0) * self._ir_f, self._n_fft, axis=0
+        )
+        self._acc[: n + self._tail_len] += wet[: n + self._tail_len]
+        out = self._acc[:n].copy()
+        self._acc[: -n or None] = self._acc[n:].copy()
+        self._acc[-n:] = 0.0
+        return out * self.mix
+
+
+class SoundFontRenderer:
+    """Renders compositions to stereo float32 audio with one preloaded SoundFont."""
+
+    def __init__(
+        self,
+        soundfont_path: Path = DEFAULT_SOUNDFONT,
+        sample_rate: int = 44100,
+        max_voices: int = 256,
+        reverb: bool = True,
+    ) -> None:
+        """Load the SoundFont.
+
+        Raises:
+            FileNotFoundError: the SoundFont file does not exist.
+        """
+        path = Path(soundfont_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"SoundFont not found: {path}")
+        self.sample_rate = sample_rate
+        self.block_frames = sample_rate  # one second: the progress and reverb granularity
+        started = time.perf_counter()
+        self._synth = tinysoundfont.Synth(samplerate=sample_rate)
+        self._sfid = self._synth.sfload(str(path), max_voices=max_voices)
+        self.load_seconds = time.perf_counter() - started
+        self._reverb = _Reverb(sample_rate, self.block_frames) if reverb else None
+
+    def _reset(self, composition: Composition) -> None:
+        # tsf's reset stops every voice and frees all channel state (programs, controllers,
+        # pitch bend), so each job starts from the same synth state: renders are bit-identical.
+        self._synth.soundfonts[self._sfid].reset()
+        for part in composition.parts:
+            ch = part.channel
+            drums = ch == DRUM_CHANNEL
+            self._synth.program_select(
+                ch, self._sfid, 0, 0 if drums else part.instrument.program, is_drums=drums
+            )
+            self._synth.control_change(ch, 7, part.volume)
+            self._synth.control_change(ch, 10, part.pan)
+        if self._reverb is not None:
+            self._reverb.reset()
+
+    def _events(
+        self, composition: Composition, n_frames: int
+    ) -> list[tuple[int, int, int, int, int]]:
+        sr = self.sample_rate
+        events: list[tuple[int, int, int, int, int]] = []  # (frame, order, channel, key, vel)
+        for part in composition.parts:
+            for note in part.notes:
+                on = round(note.start_s * sr)
+                off = max(on + 1, round(note.end_s * sr))
+                if on >= n_frames:
+                    continue
+                events.append((on, _ON, part.channel, note.pitch, note.velocity))
+                events.append((off, _OFF, part.channel, note.pitch, 0))
+        events.sort()
+        return events
+
+    def render(
+        self,
+        composition: Composition,
+        n_frames: int,
+        progress: Callable[[float], None] | None = None,
+    ) -> np.ndarray:
+        """Render exactly `n_frames` stereo frames, peak-normalized, faded at the very end.
+
+        `progress` receives increasing fractions after every rendered block (1 s of audio)
+        and 1.0 when done.
+        """
+        self._reset(composition)
+        out = np.zeros((n_frames, 2), dtype=np.float32)
+        view = memoryview(out).cast("B")
+        events = self._events(composition, n_frames)
+        synth, block = self._synth, self.block_frames
+        i, pos, block_start = 0, 0, 0
+        while pos < n_frames:
+            while i < len(events) and events[i][0] <= pos:
+                _, kind, ch, key, vel = events[i]
+                if kind == _ON:
+                    synth.noteon(ch, key, vel)
+                else:
+                    synth.noteoff(ch, key)
+                i += 1
+            block_end = min(n_frames, block_start + block)
+            end = min(block_end, events[i][0] if i < len(events) else n_frames)
+            synth.generate_simple(
+                end - pos, buffer=view[pos * _BYTES_PER_FRAME : end * _BYTES_PER_FRAME]
+            )
+            pos = end
+            if pos == block_end:
+                if self._reverb is not None:
+                    dry = out[block_start:block_end].astype(np.float64)
+                    out[block_start:block_end] = dry + self._reverb.process(dry)
+                block_start = block_end
+                if progress is not None and pos < n_frames:
+                    progress(0.99 * pos / n_frames)
+        synth.notes_off()
+        _finish(out, self.sample_rate)
+        if progress is not None:
+            progress(1.0)
+        return out
+
+
+def _finish(out: np.ndarray, sample_rate: int) -> None:
+    """In place: peak-normalize, then short fades so the file starts and ends without clicks."""
+    n = len(out)
+    peak = float(np.max(np.abs(out))) if n else 0.0
+    if peak > 0.0:
+        out *= np.float32(TARGET_PEAK / peak)
+    fade_in = min(n, 64)
+    if fade_in:
+        out[:fade_in] *= np.linspace(0.0, 1.0, fade_in, dtype=np.float32)[:, None]
+    fade_out = min(n, max(1, int(min(0.5, 0.1 * n / sample_rate) * sample_rate)))
+    # Raised cosine: no slope discontinuity where the fade begins.
+    ramp = 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, fade_out)))
+    out[n - fade_out :] *= ramp.astype(np.float32)[:, None]

@@ -1,0 +1,82 @@
+"""The `publish` activity (CPU queue): copy to the published bucket, provenance, charge once."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+from temporalio import activity
+
+from activities.audio_io import CONTENT_TYPES
+from activities.publish.provenance import build_record, canonical_json, record_sha256
+from infra.db import Database
+from infra.store import ObjectStore
+from schemas.jobs import PublishInput, PublishOutput, ReviewState
+
+CHARGE_KIND = "generation"
+
+
+def published_key(job_id: str, fmt: str) -> str:
+    """Stable key in the published bucket: a retry overwrites, never duplicates."""
+    return f"{job_id}/{job_id}.{fmt}"
+
+
+class PublishActivities:
+    def __init__(self, store: ObjectStore, db: Database, price_cents_per_minute: int) -> None:
+        self.store = store
+        self.db = db
+        self.price_cents_per_minute = price_cents_per_minute
+
+    def _copy_outputs(self, inp: PublishInput) -> dict[str, dict[str, str]]:
+        bucket = self.store.settings.published_bucket
+        published = {}
+        for ref in (inp.postprocessed.master, inp.postprocessed.compressed):
+            uri = self.store.copy(ref.uri, bucket, published_key(inp.job_id, ref.format))
+            published[f"published_{ref.format}"] = {"uri": uri, "sha256": ref.sha256}
+        return published
+
+    @activity.defn(name="publish")
+    async def publish(self, inp: PublishInput) -> PublishOutput:
+        """Publish the masters, write provenance, charge the ledger once, enqueue the webhook."""
+        job_id = inp.job_id
+        published = await asyncio.to_thread(self._copy_outputs, inp)
+        for kind, ref in published.items():
+            src = inp.postprocessed.master if kind.endswith("wav") else inp.postprocessed.compressed
+            m = inp.postprocessed.measurements
+            await self.db.upsert_artifact(
+                job_id, kind, **(src.model_dump() | {"uri": ref["uri"]}),
+                integrated_lufs=m.integrated_lufs, true_peak_dbtp=m.true_peak_dbtp,
+            )  # fmt: skip
+        record = build_record(inp, published)
+        body = canonical_json(record)
+        provenance_uri = await asyncio.to_thread(
+            self.store.put_bytes,
+            self.store.settings.published_bucket,
+            f"{job_id}/provenance.json",
+            body,
+            CONTENT_TYPES["json"],
+        )
+        await self.db.upsert_provenance(
+            job_id, record=record, sha256=record_sha256(record), uri=provenance_uri
+        )
+        if inp.review_state is ReviewState.AUTO_APPROVED:
+            await self.db.record_review(
+                job_id, outcome=inp.review_state.value, reviewer=None, note=None,
+                reasons=inp.review_reasons,
+            )  # fmt: skip
+        seconds = inp.postprocessed.measurements.duration_s
+        cents = math.ceil(seconds / 60.0 * self.price_cents_per_minute)
+        await self.db.charge(
+            job_id,
+            tenant=str(inp.request.get("tenant", "default")),
+            kind=CHARGE_KIND,
+            amount_cents=cents,
+            audio_seconds=seconds,
+        )
+        artifacts = {kind: ref["uri"] for kind, ref in published.items()}
+        artifacts["provenance"] = provenance_uri
+        await self.db.enqueue_webhook(
+            job_id, event="job.published", payload={"job_id": job_id, "artifacts": artifacts}
+        )
+        await self.db.set_stage(job_id, "published", finished=True)
+        return PublishOutput(artifacts=artifacts, provenance_uri=provenance_uri, charge_cents=cents)

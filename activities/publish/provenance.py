@@ -1,0 +1,48 @@
+"""The provenance record of a published asset: everything needed to explain where it came from."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from schemas.jobs import PublishInput
+
+PROVENANCE_SCHEMA = "tunesmith-provenance-1"
+
+
+def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A JSON-ready provenance record; `published` maps kind → {uri, sha256}."""
+    gen, post, sim = inp.generated, inp.postprocessed, inp.similarity
+    return {
+        "schema": PROVENANCE_SCHEMA,
+        "job_id": inp.job_id,
+        "published_at": inp.published_at.isoformat(),
+        "request": inp.request,
+        "request_sha256": inp.request_sha256,
+        "controls": inp.tokens.model_dump(mode="json"),
+        "controls_version": inp.tokens.controls_version,
+        "model": {"id": gen.model_id, "version": gen.model_version},
+        "seed": inp.tokens.seed,
+        "postprocess_version": post.postprocess_version,
+        "inputs": {"raw_render": {"uri": gen.raw.uri, "sha256": gen.raw.sha256}},
+        "outputs": published,
+        "measurements": post.measurements.model_dump(mode="json"),
+        "fingerprint": {"algorithm": "chromaprint", "sha256": sim.fingerprint_sha256,
+                        "items": sim.fingerprint_items},  # fmt: skip
+        "review": {
+            "state": inp.review_state.value,
+            "policy_version": sim.recommendation.policy_version,
+            "reasons": inp.review_reasons,
+            "decision": inp.review.model_dump(mode="json") if inp.review else None,
+        },
+        "ai_generated": True,
+    }
+
+
+def canonical_json(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, indent=2).encode()
+
+
+def record_sha256(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(record)).hexdigest()

@@ -1,0 +1,1 @@
+"""Step 6: the review policy and the recording of review decisions."""

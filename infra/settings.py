@@ -1,0 +1,99 @@
+"""Settings from `TUNESMITH_*` environment variables (pydantic-settings).
+
+Defaults point at the embedded local stack under the state dir; production sets addresses,
+credentials and TLS instead.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """All runtime settings. Every field can be set as `TUNESMITH_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="TUNESMITH_", extra="ignore")
+
+    home: Path = Field(default=Path(".tunesmith"), description="state dir of the local stack")
+
+    # Temporal
+    temporal_address: str | None = None
+    temporal_namespace: str = "default"
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    temporal_tls: bool = False
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_api_key: str | None = None
+    temporal_ui_url: str | None = None
+
+    # PostgreSQL
+    database_url: str | None = None
+    pg_port: int = 15432
+
+    # S3-compatible artifact store
+    s3_endpoint: str | None = None
+    s3_port: int = 19000
+    s3_access_key: str = "tunesmith-local"
+    s3_secret_key: str = "tunesmith-local-secret"
+    s3_secure: bool = False
+    s3_region: str = "us-east-1"
+    raw_bucket: str = "tunesmith-raw"
+    published_bucket: str = "tunesmith-published"
+
+    # Pipeline behaviour
+    review_timeout_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    heartbeat_timeout_s: float = Field(default=15.0, gt=0)
+    target_lufs: float = -14.0
+    true_peak_dbtp: float = -1.0
+    soundfont_path: Path | None = None
+    draft_price_cents_per_minute: int = 10
+
+    # Workers
+    worker_max_concurrent_activities: int = 4
+
+    @property
+    def resolved_home(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def ui_url(self) -> str:
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+
+    @property
+    def dsn(self) -> str:
+        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/tunesmith"
+
+    @property
+    def s3_target(self) -> str:
+        return self.s3_endpoint or f"127.0.0.1:{self.s3_port}"
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_s3(self) -> bool:
+        return self.s3_endpoint is None
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return self.temporal_address is None
+
+    def workflow_url(self, job_id: str) -> str:
+        """Web UI link to a job's workflow run."""
+        return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{job_id}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Process-wide settings, read once from the environment."""
+    return Settings()

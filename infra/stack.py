@@ -1,0 +1,271 @@
+"""The embedded local stack: Temporal dev server, PostgreSQL, S3 store and the two workers.
+
+`up` is idempotent (a live service is left alone), `down` stops only what `up` started (by pid
+file), and all state lives under the state dir so a `down` + `up` keeps every job, artifact and
+workflow history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.processes import ManagedProcess, wait_until
+from infra.settings import Settings
+from schemas.names import SEARCH_ATTRIBUTES
+
+PG_SYSTEM_USER = "tunesmith-pg"  # PostgreSQL refuses to run as root
+
+
+def _bin(name: str) -> str:
+    """A console script installed beside this interpreter (the venv), else on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name!r} is not installed; run `make install`")
+    return found
+
+
+def pg_bin(name: str) -> str:
+    """A PostgreSQL binary shipped by the `pgserver` wheel."""
+    # Located without importing pgserver: its import touches platformdirs and warns on servers.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError("the pgserver wheel is not installed; run `make install`")
+    return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1 (for tests and parallel stacks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# Dev-server tuning: the history service hands new tasks to matching through its transfer
+# queue; see README "Orchestration overhead" for the measurements behind these values.
+TEMPORAL_DYNAMIC_CONFIG: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    state: str  # running | stopped | external
+    pid: int | None
+    detail: str
+
+
+class LocalStack:
+    """Start, stop and inspect the embedded stack described by `settings`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.home = settings.resolved_home
+        self.run_dir = self.home / "run"
+        self.log_dir = self.home / "logs"
+
+    def process(self, name: str) -> ManagedProcess:
+        return ManagedProcess(name, self.run_dir, self.log_dir)
+
+    # --- environment handed to every child -------------------------------------------------
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["TUNESMITH_HOME"] = str(self.home)
+        for field in ("temporal_port", "temporal_ui_port", "pg_port", "s3_port"):
+            env[f"TUNESMITH_{field.upper()}"] = str(getattr(self.settings, field))
+        env["TUNESMITH_S3_ACCESS_KEY"] = self.settings.s3_access_key
+        env["TUNESMITH_S3_SECRET_KEY"] = self.settings.s3_secret_key
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    # --- services ----------------------------------------------------------------------------
+    def _start_temporal(self) -> None:
+        s = self.settings
+        data = self.home / "temporal"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            _bin("temporal"), "server", "start-dev",
+            "--ip", "127.0.0.1",
+            "--port", str(s.temporal_port),
+            "--ui-port", str(s.temporal_ui_port),
+            "--db-filename", str(data / "temporal.db"),
+            "--namespace", s.temporal_namespace,
+            "--ui-disable-news-fetch",
+            "--log-level", "warn",
+        ]  # fmt: skip
+        for name in SEARCH_ATTRIBUTES:
+            argv += ["--search-attribute", f"{name}=Keyword"]
+        for key, value in TEMPORAL_DYNAMIC_CONFIG.items():
+            argv += ["--dynamic-config-value", f"{key}={value}"]
+        self.process("temporal").start(argv, env=self.child_env())
+        wait_until(
+            lambda: port_open(s.temporal_port) and port_open(s.temporal_ui_port),
+            timeout_s=60,
+            what="Temporal dev server",
+        )
+
+    def _pg_user(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(PG_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", PG_SYSTEM_USER],
+                check=True,
+                capture_output=True,
+            )
+        return PG_SYSTEM_USER
+
+    def _start_postgres(self) -> None:
+        s = self.settings
+        data = self.home / "postgres"
+        user = self._pg_user()
+        if user is not None:
+            # The server runs as a system user that must traverse to its data dir.
+            for parent in [self.home, *self.home.parents]:
+                parent.chmod(parent.stat().st_mode | 0o011)
+        if not (data / "PG_VERSION").exists():
+            data.mkdir(parents=True, exist_ok=True)
+            if user is not None:
+                shutil.chown(data, user)
+            data.chmod(0o700)
+            subprocess.run(
+                [pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
+                 "-E", "UTF8", "--locale=C"],
+                check=True, capture_output=True, user=user,
+            )  # fmt: skip
+        argv = [
+            pg_bin("postgres"), "-D", str(data),
+            "-p", str(s.pg_port), "-h", "127.0.0.1",
+            "-c", "unix_socket_directories=",  # TCP only: socket paths under deep dirs are too long
+            "-c", "fsync=on", "-c", "max_connections=200",
+        ]  # fmt: skip
+        self.process("postgres").start(argv, env=self.child_env(), user=user)
+
+        def ready() -> bool:
+            probe = [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(s.pg_port), "-q"]
+            return subprocess.run(probe, check=False).returncode == 0
+
+        wait_until(ready, timeout_s=60, what="PostgreSQL")
+
+    def _start_s3(self) -> None:
+        s = self.settings
+        data = self.home / "s3"
+        data.mkdir(parents=True, exist_ok=True)
+        env = self.child_env() | {
+            "NANIO_ACCESS_KEY": s.s3_access_key,
+            "NANIO_SECRET_KEY": s.s3_secret_key,
+        }
+        argv = [
+            _bin("nanio"), "serve", "--data-dir", str(data), "--host", "127.0.0.1",
+            "--port", str(s.s3_port), "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+        self.process("s3").start(argv, env=env)
+        wait_until(lambda: port_open(s.s3_port), timeout_s=30, what="S3 store (nanio)")
+
+    def _start_worker(self, kind: str) -> None:
+        name = f"worker-{kind}"
+        argv = [sys.executable, "-m", "tunesmith", "worker", kind]
+        self.process(name).start(argv, env=self.child_env(), cwd=self.home)
+        ready_file = self.run_dir / f"{name}.ready"
+
+        def ready() -> bool:
+            if self.process(name).running_pid() is None:
+                raise RuntimeError(f"{name} exited:\n{self.process(name).tail()}")
+            return ready_file.exists()
+
+        try:
+            wait_until(ready, timeout_s=60, what=name)
+        except TimeoutError as exc:
+            raise RuntimeError(f"{exc}\n{self.process(name).tail()}") from None
+
+    def _services(self) -> list[tuple[str, bool, Callable[[], None]]]:
+        s = self.settings
+        return [
+            ("temporal", s.embedded_temporal, self._start_temporal),
+            ("postgres", s.embedded_database, self._start_postgres),
+            ("s3", s.embedded_s3, self._start_s3),
+        ]
+
+    # --- public API ---------------------------------------------------------------------------
+    def up(self, *, workers: bool = True, log: Callable[[str], None] = print) -> None:
+        """Start whatever is not running yet, prepare DB schema and buckets, start workers."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        for name, embedded, start in self._services():
+            if not embedded:
+                log(f"{name}: external, not started")
+            elif (pid := self.process(name).running_pid()) is not None:
+                log(f"{name}: already running (pid {pid})")
+            else:
+                try:
+                    start()
+                except Exception as exc:
+                    raise RuntimeError(f"{name} failed to start: {exc}\n{self.process(name).tail()}")
+                log(f"{name}: started (pid {self.process(name).running_pid()})")
+        asyncio.run(self.prepare())
+        if workers:
+            for kind in ("cpu", "gpu"):
+                name = f"worker-{kind}"
+                if (pid := self.process(name).running_pid()) is not None:
+                    log(f"{name}: already running (pid {pid})")
+                    continue
+                (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
+                self._start_worker(kind)
+                log(f"{name}: started (pid {self.process(name).running_pid()})")
+
+    async def prepare(self) -> None:
+        """Apply DB migrations and create buckets (both idempotent)."""
+        from infra.db import apply_migrations, ensure_database
+        from infra.store import ObjectStore
+
+        await ensure_database(self.settings)
+        await apply_migrations(self.settings)
+        await asyncio.to_thread(ObjectStore(self.settings).ensure_buckets)
+
+    def down(self, *, log: Callable[[str], None] = print) -> None:
+        """Stop what `up` started, workers first so they finish cleanly."""
+        order = [("worker-gpu", signal.SIGTERM), ("worker-cpu", signal.SIGTERM),
+                 ("temporal", signal.SIGTERM), ("s3", signal.SIGTERM),
+                 ("postgres", signal.SIGINT)]  # fmt: skip  # SIGINT = postgres fast shutdown
+        for name, sig in order:
+            if self.process(name).stop(sig=sig):
+                log(f"{name}: stopped")
+            (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
+
+    def status(self) -> list[ServiceStatus]:
+        s = self.settings
+        checks = {
+            "temporal": (s.embedded_temporal, lambda: port_open(s.temporal_port), s.temporal_target),
+            "postgres": (s.embedded_database, lambda: port_open(s.pg_port), s.dsn),
+            "s3": (s.embedded_s3, lambda: port_open(s.s3_port), s.s3_target),
+            "worker-cpu": (True, lambda: True, "task queue tunesmith-cpu"),
+            "worker-gpu": (True, lambda: True, "task queue tunesmith-gpu"),
+        }
+        out = []
+        for name, (embedded, healthy, detail) in checks.items():
+            if not embedded:
+                out.append(ServiceStatus(name, "external", None, detail))
+                continue
+            pid = self.process(name).running_pid()
+            state = "running" if pid is not None and healthy() else "stopped"
+            out.append(ServiceStatus(name, state, pid, detail))
+        return out

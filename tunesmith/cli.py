@@ -1,0 +1,303 @@
+"""The `tunesmith` command line: the local stack, jobs, reviews and workers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.db import Database, jsonable
+from infra.settings import Settings, get_settings
+from infra.stack import LocalStack
+from infra.store import ObjectStore, split_uri
+from schemas.errors import TunesmithError
+from schemas.jobs import TERMINAL_STAGES, GenerationResult, JobStatus, Stage
+from schemas.request import GenerationRequest, Product, ReviewMode, Tier, validate_request
+from tunesmith.client import Client, JobHandle
+
+app = typer.Typer(help="tunesmith: durable AI music generation on Temporal.", no_args_is_help=True)
+jobs_app = typer.Typer(help="Jobs recorded in the metadata DB.", no_args_is_help=True)
+review_app = typer.Typer(help="The human review queue.", no_args_is_help=True)
+worker_app = typer.Typer(help="Run one worker in the foreground.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(review_app, name="review")
+app.add_typer(worker_app, name="worker")
+
+console = Console(soft_wrap=True)  # never wrap URIs and ids
+err = Console(stderr=True, soft_wrap=True)
+T = TypeVar("T")
+
+
+def _run(coro: Awaitable[T]) -> T:
+    """Run a coroutine; tunesmith errors become a one-line message and exit code 2."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except TunesmithError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except (ConnectionError, OSError, RuntimeError) as exc:
+        if "connect" in str(exc).lower():
+            err.print(f"[red]error:[/red] cannot reach the platform ({exc}); is `tunesmith up` running?")
+            raise typer.Exit(3) from None
+        raise
+
+
+async def _with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
+    db = await Database.open(get_settings(), max_size=2)
+    try:
+        return await fn(db)
+    finally:
+        await db.close()
+
+
+# --- the local stack ------------------------------------------------------------------------
+@app.command()
+def up() -> None:
+    """Start the embedded stack (idempotent): Temporal, PostgreSQL, S3 store, CPU + GPU workers."""
+    settings = get_settings()
+    LocalStack(settings).up(log=console.print)
+    console.print(f"Web UI: {settings.ui_url}   state dir: {settings.resolved_home}")
+
+
+@app.command()
+def down() -> None:
+    """Stop what `tunesmith up` started. State stays in the state dir."""
+    LocalStack(get_settings()).down(log=console.print)
+
+
+@app.command()
+def status() -> None:
+    """Health of each part of the local stack."""
+    table = Table("service", "state", "pid", "detail")
+    services = LocalStack(get_settings()).status()
+    for s in services:
+        colour = {"running": "green", "stopped": "red"}.get(s.state, "yellow")
+        table.add_row(s.name, f"[{colour}]{s.state}[/{colour}]", str(s.pid or ""), s.detail)
+    console.print(table)
+    if any(s.state == "stopped" for s in services):
+        raise typer.Exit(1)
+
+
+# --- generation -----------------------------------------------------------------------------
+def _print_result(settings: Settings, result: GenerationResult) -> None:
+    console.print(f"job:          {result.job_id}")
+    console.print(f"web ui:       {settings.workflow_url(result.job_id)}")
+    console.print(f"stage:        {result.stage.value} (review: {result.review_state.value})")
+    console.print(f"model:        {result.model_id} {result.model_version} seed {result.seed}")
+    if result.measurements:
+        m = result.measurements
+        console.print(
+            f"measured:     {m.integrated_lufs:.2f} LUFS, true peak {m.true_peak_dbtp:.2f} dBTP, "
+            f"{m.duration_s:.3f} s at {m.sample_rate} Hz"
+        )
+    for kind, uri in result.artifacts.items():
+        console.print(f"artifact:     {kind:<14} {uri}")
+    if result.stage is Stage.PUBLISHED:
+        console.print(f"charged:      {result.charge_cents} cents")
+
+
+async def _follow(handle: JobHandle) -> JobStatus:
+    """Print stage changes (and generation progress) until the job ends or awaits review."""
+    last = ""
+    while True:
+        status = await handle.status()
+        line = status.stage.value
+        if status.stage is Stage.GENERATING:
+            line += f" {status.progress:.0%}"
+        if line != last:
+            console.print(f"  … {line}")
+            last = line
+        if status.stage in TERMINAL_STAGES or status.stage is Stage.AWAITING_REVIEW:
+            return status
+        await asyncio.sleep(0.25)
+
+
+def _download(settings: Settings, artifacts: dict[str, str], out: Path) -> list[Path]:
+    store = ObjectStore(settings)
+    paths = []
+    for uri in artifacts.values():
+        _, key = split_uri(uri)
+        paths.append(store.download(uri, out / Path(key).name))
+    return paths
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the music should be")],
+    duration: Annotated[float, typer.Option(help="Length in seconds")] = 30.0,
+    tempo: Annotated[float, typer.Option(help="Tempo in BPM (30-300)")] = 120.0,
+    key: Annotated[str, typer.Option(help='Key, e.g. "A minor", "F# major"')] = "C major",
+    instruments: Annotated[str, typer.Option(help="Comma-separated instruments")] = "piano,bass,drums",
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same music)")] = 0,
+    tier: Annotated[Tier, typer.Option(help="Quality tier / model family")] = Tier.DRAFT,
+    product: Annotated[Product, typer.Option(help="Output shape")] = Product.TRACK,
+    review: Annotated[ReviewMode, typer.Option(help="auto: policy decides; required: a human must")] = ReviewMode.AUTO,
+    tenant: Annotated[str, typer.Option(help="Tenant the job is billed to")] = "default",
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends")] = False,
+    out: Annotated[Path | None, typer.Option(help="Download the published files here (implies --wait)")] = None,
+    idempotency_key: Annotated[str | None, typer.Option(help="Same key, same job")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
+) -> None:  # fmt: skip
+    """Submit one generation job; prints the job id at once."""
+    request_data = {
+        "prompt": prompt, "duration_s": duration, "tempo_bpm": tempo, "key": key,
+        "instruments": [i for i in instruments.split(",") if i.strip()], "seed": seed,
+        "tier": tier, "product": product, "review": review, "tenant": tenant,
+    }  # fmt: skip
+
+    async def main() -> None:
+        request = validate_request(request_data)  # fail before connecting to anything
+        settings = get_settings()
+        client = await Client.connect(settings)
+        handle = await client.submit(request, idempotency_key=idempotency_key)
+        console.print(f"job {handle.job_id}  ({handle.web_url})")
+        if not (wait or out):
+            return
+        status = await _follow(handle)
+        if status.stage is Stage.AWAITING_REVIEW:
+            console.print(f"awaiting review: {'; '.join(status.review_reasons)}")
+            console.print(f"  approve with: tunesmith review approve {handle.job_id} --reviewer NAME")
+            return
+        result = await handle.result()
+        if as_json:
+            console.print_json(result.model_dump_json())
+        else:
+            _print_result(settings, result)
+        if out and result.artifacts:
+            for path in await asyncio.to_thread(_download, settings, result.artifacts, out):
+                console.print(f"downloaded:   {path}")
+
+    _run(main())
+
+
+# --- jobs -----------------------------------------------------------------------------------
+@jobs_app.command("list")
+def jobs_list(
+    stage: Annotated[Stage | None, typer.Option(help="Only jobs in this stage")] = None,
+    tenant: Annotated[str | None, typer.Option()] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+) -> None:
+    """Recent jobs, newest first."""
+    rows = _run(_with_db(lambda db: db.list_jobs(stage=stage.value if stage else None, tenant=tenant, limit=limit)))
+    table = Table("job", "stage", "review", "model", "dur s", "created", "prompt")
+    for r in rows:
+        table.add_row(r["job_id"], r["stage"], r["review_state"], r["model_id"] or "",
+                      f"{r['duration_s']:g}", r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                      r["prompt"][:40])  # fmt: skip
+    console.print(table)
+
+
+async def _job_detail(db: Database, job_id: str) -> dict[str, Any]:
+    job = await db.get_job(job_id)
+    if job is None:
+        from schemas.errors import JobNotFoundError
+
+        raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
+    return {
+        "job": jsonable(job),
+        "artifacts": [jsonable(a) for a in await db.artifacts(job_id)],
+        "review": jsonable(r) if (r := await db.get_review(job_id)) else None,
+        "ledger": [jsonable(x) for x in await db.ledger(job_id)],
+    }
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: str) -> None:
+    """Everything the metadata DB knows about one job (JSON)."""
+    detail = _run(_with_db(lambda db: _job_detail(db, job_id)))
+    detail["web_ui"] = get_settings().workflow_url(job_id)
+    console.print_json(json.dumps(detail, default=str))
+
+
+# --- review ---------------------------------------------------------------------------------
+@review_app.command("list")
+def review_list(limit: Annotated[int, typer.Option(min=1, max=1000)] = 50) -> None:
+    """Jobs waiting for a human decision."""
+    rows = _run(_with_db(lambda db: db.list_jobs(stage=Stage.AWAITING_REVIEW.value, limit=limit)))
+    table = Table("job", "tenant", "model", "dur s", "created", "prompt")
+    for r in rows:
+        table.add_row(r["job_id"], r["tenant"], r["model_id"] or "", f"{r['duration_s']:g}",
+                      r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["prompt"][:50])  # fmt: skip
+    console.print(table)
+
+
+@review_app.command("show")
+def review_show(job_id: str) -> None:
+    """Why a job needs review, its measurements and where to listen to it."""
+    settings = get_settings()
+    detail = _run(_with_db(lambda db: _job_detail(db, job_id)))
+    job = detail["job"]
+    console.print(f"job:     {job_id}  stage {job['stage']}  review {job['review_state']}")
+    console.print(f"prompt:  {job['prompt']}")
+    console.print(f"reasons: {'; '.join(job['review_reasons']) or '-'}")
+    store = ObjectStore(settings)
+    for a in detail["artifacts"]:
+        if a["kind"].startswith("master") or a["kind"].startswith("published"):
+            loud = f"{a['integrated_lufs']:.2f} LUFS" if a["integrated_lufs"] is not None else ""
+            console.print(f"  {a['kind']:<14} {a['duration_s']:.2f} s {loud}  {a['uri']}")
+            console.print(f"  {'':<14} listen: {store.presigned_get(a['uri'])}")
+    if detail["review"]:
+        console.print(f"decision: {json.dumps(detail['review'], default=str)}")
+
+
+def _review(job_id: str, decide: Callable[[JobHandle], Awaitable[JobStatus]]) -> None:
+    async def main() -> JobStatus:
+        client = await Client.connect()
+        return await decide(client.get_handle(job_id))
+
+    status = _run(main())
+    console.print(f"job {job_id}: {status.stage.value} (review: {status.review_state.value})")
+
+
+@review_app.command("approve")
+def review_approve(
+    job_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who decides")],
+    note: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Approve a job awaiting review: it is published."""
+    _review(job_id, lambda h: h.approve(reviewer=reviewer, note=note))
+
+
+@review_app.command("reject")
+def review_reject(
+    job_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who decides")],
+    reason: Annotated[str, typer.Option(help="Why it is rejected")],
+) -> None:
+    """Reject a job awaiting review: nothing is published or charged."""
+    _review(job_id, lambda h: h.reject(reviewer=reviewer, reason=reason))
+
+
+# --- workers --------------------------------------------------------------------------------
+def _worker(kind: str) -> None:
+    from workers.runtime import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)  # fmt: skip
+    settings = get_settings()
+    ready = settings.resolved_home / "run" / f"worker-{kind}.ready"
+    asyncio.run(run_worker(kind, settings, ready_file=ready))
+
+
+@worker_app.command("cpu")
+def worker_cpu() -> None:
+    """The CPU worker: the GenerateTrack workflow and every CPU activity (tunesmith-cpu)."""
+    _worker("cpu")
+
+
+@worker_app.command("gpu")
+def worker_gpu() -> None:
+    """The GPU worker: model inference (tunesmith-gpu); keeps its models warm."""
+    _worker("gpu")
+
+
+_ = GenerationRequest  # re-exported type used in help texts

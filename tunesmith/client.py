@@ -1,0 +1,229 @@
+"""The Python SDK: submit generation jobs, follow them, review them."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+from temporalio.client import (
+    Client as TemporalClient,
+)
+from temporalio.client import (
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from infra.settings import Settings, get_settings
+from infra.temporal import connect_temporal
+from schemas import names
+from schemas.errors import IdempotencyConflictError, JobNotFoundError, ReviewNotAllowedError, TunesmithError
+from schemas.jobs import (
+    GenerateTrackInput,
+    GenerationResult,
+    JobStatus,
+    ReviewDecision,
+    ReviewState,
+    Stage,
+)
+from schemas.request import TIER_MODEL, GenerationRequest, validate_request
+
+_MEMO_REQUEST_SHA = "request_sha256"
+
+
+class JobFailedError(TunesmithError):
+    """The job's workflow failed; `error_type` carries the pipeline's error type."""
+
+    def __init__(self, job_id: str, message: str, error_type: str | None) -> None:
+        super().__init__(f"job {job_id} failed: {message}")
+        self.job_id = job_id
+        self.error_type = error_type
+
+
+def job_id_for(tenant: str, idempotency_key: str) -> str:
+    """The job id an idempotency key maps to: one key, one job, forever."""
+    digest = hashlib.sha256(f"{tenant}\x00{idempotency_key}".encode()).hexdigest()
+    return f"job-{digest[:24]}"
+
+
+class JobHandle:
+    """A handle on one job (one GenerateTrack workflow)."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self._client = client
+        self.job_id = job_id
+        self._handle: WorkflowHandle[Any, GenerationResult] = client.temporal.get_workflow_handle(
+            job_id, result_type=GenerationResult
+        )
+
+    @property
+    def web_url(self) -> str:
+        """Link to the run in the Temporal Web UI."""
+        return self._client.settings.workflow_url(self.job_id)
+
+    async def status(self) -> JobStatus:
+        """Current stage, progress, artifact URIs and review state.
+
+        Raises:
+            JobNotFoundError: no such job.
+        """
+        try:
+            status = await self._handle.query(names.STATUS_QUERY, result_type=JobStatus)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise JobNotFoundError(f"no job {self.job_id!r}") from None
+            raise
+        if status.stage is Stage.GENERATING:
+            status.progress = await self._generation_progress()
+        elif status.stage not in (Stage.QUEUED, Stage.NORMALIZING):
+            status.progress = 1.0
+        return status
+
+    async def _generation_progress(self) -> float:
+        """Progress heartbeated by the running `generate_audio` activity, if any."""
+        desc = await self._handle.describe()
+        converter = self._client.temporal.data_converter
+        for pending in desc.raw_description.pending_activities:
+            if pending.activity_type.name == "generate_audio" and pending.heartbeat_details.payloads:
+                details = await converter.decode(pending.heartbeat_details.payloads)
+                if details and isinstance(details[0], dict):
+                    return float(details[0].get("progress", 0.0))
+        return 0.0
+
+    async def result(self) -> GenerationResult:
+        """Wait for the job to end: published, rejected, expired (or awaiting a review).
+
+        Raises:
+            JobFailedError: the workflow failed (e.g. invalid request started directly).
+        """
+        try:
+            return await self._handle.result()
+        except WorkflowFailureError as exc:
+            cause = exc.cause
+            raise JobFailedError(
+                self.job_id, str(getattr(cause, "message", cause)), getattr(cause, "type", None)
+            ) from None
+
+    async def approve(self, *, reviewer: str, note: str | None = None) -> JobStatus:
+        """Approve a job awaiting review; it is then published.
+
+        Raises:
+            ReviewNotAllowedError: the job is not awaiting review.
+        """
+        return await self._review(ReviewDecision(decision="approve", reviewer=reviewer, note=note))
+
+    async def reject(self, *, reviewer: str, reason: str) -> JobStatus:
+        """Reject a job awaiting review; nothing is published or charged.
+
+        Raises:
+            ReviewNotAllowedError: the job is not awaiting review.
+        """
+        return await self._review(ReviewDecision(decision="reject", reviewer=reviewer, note=reason))
+
+    async def _review(self, decision: ReviewDecision) -> JobStatus:
+        try:
+            return await self._handle.execute_update(
+                names.SUBMIT_REVIEW_UPDATE, decision, result_type=JobStatus
+            )
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise ReviewNotAllowedError(str(getattr(cause, "message", cause))) from None
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                raise ReviewNotAllowedError(f"job {self.job_id} is not running") from None
+            raise
+
+
+class Client:
+    """The tunesmith SDK client. Create it with `await Client.connect()`."""
+
+    def __init__(self, temporal: TemporalClient, settings: Settings) -> None:
+        self.temporal = temporal
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: Settings | None = None) -> Client:
+        """Connect to the platform (the local stack unless `TUNESMITH_*` settings say otherwise)."""
+        settings = settings or get_settings()
+        return cls(await connect_temporal(settings), settings)
+
+    def get_handle(self, job_id: str) -> JobHandle:
+        return JobHandle(self, job_id)
+
+    async def submit(
+        self, request: GenerationRequest | dict[str, Any], idempotency_key: str | None = None
+    ) -> JobHandle:
+        """Validate `request` and start its job; returns at once.
+
+        With an idempotency key, submitting again returns the same job (never a second one).
+
+        Raises:
+            InvalidRequestError: the request is invalid; nothing was started.
+            IdempotencyConflictError: the key was used before with a different request.
+        """
+        req = validate_request(request)
+        digest = req.sha256()
+        if idempotency_key is not None:
+            if not idempotency_key.strip() or len(idempotency_key) > 200:
+                from schemas.errors import InvalidRequestError
+
+                raise InvalidRequestError("idempotency_key must be 1-200 non-blank characters")
+            job_id = job_id_for(req.tenant, idempotency_key)
+        else:
+            job_id = f"job-{uuid.uuid4().hex[:24]}"
+        sa = TypedSearchAttributes(
+            [
+                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_STAGE), Stage.QUEUED.value),
+                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_REVIEW_STATE),
+                                    ReviewState.PENDING.value),  # fmt: skip
+                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_MODEL), TIER_MODEL[req.tier]),
+                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_PRODUCT), req.product.value),
+                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_TENANT), req.tenant),
+            ]
+        )
+        s = self.settings
+        inp = GenerateTrackInput(
+            job_id=job_id,
+            request=req.model_dump(mode="json"),
+            idempotency_key=idempotency_key,
+            review_timeout_s=s.review_timeout_s,
+            heartbeat_timeout_s=s.heartbeat_timeout_s,
+            target_lufs=s.target_lufs,
+            true_peak_dbtp=s.true_peak_dbtp,
+        )
+        try:
+            await self.temporal.start_workflow(
+                names.GENERATE_TRACK_WORKFLOW,
+                inp,
+                id=job_id,
+                task_queue=names.CPU_TASK_QUEUE,
+                # A key maps to one job for ever: a running job is returned as is, and a
+                # finished one is never started again.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                search_attributes=sa,
+                memo={_MEMO_REQUEST_SHA: digest},
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # the job of this key exists already and is finished
+        if idempotency_key is not None:
+            await self._check_same_request(job_id, digest)
+        return JobHandle(self, job_id)
+
+    async def _check_same_request(self, job_id: str, digest: str) -> None:
+        desc = await self.temporal.get_workflow_handle(job_id).describe()
+        memo = await desc.memo()
+        if memo.get(_MEMO_REQUEST_SHA) != digest:
+            raise IdempotencyConflictError(
+                f"idempotency key already used for job {job_id} with a different request"
+            )

@@ -1,0 +1,269 @@
+"""GenerateTrack: request → normalized controls → audio → master → checks → review → publish."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from schemas import names
+    from schemas.errors import NON_RETRYABLE_ERROR_TYPES
+    from schemas.jobs import (
+        CheckSimilarityInput,
+        CheckSimilarityOutput,
+        FinishJobInput,
+        GenerateAudioInput,
+        GenerateAudioOutput,
+        GenerateTrackInput,
+        GenerationResult,
+        JobStatus,
+        NormalizeInput,
+        NormalizeOutput,
+        PostprocessInput,
+        PostprocessOutput,
+        PublishInput,
+        PublishOutput,
+        RecordReviewInput,
+        ReviewDecision,
+        ReviewState,
+        Stage,
+    )
+
+_SA = {name: SearchAttributeKey.for_keyword(name) for name in names.SEARCH_ATTRIBUTES}
+
+CPU_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=8,
+    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+)
+GPU_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=5,
+    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+)
+
+
+@workflow.defn(name=names.GENERATE_TRACK_WORKFLOW)
+class GenerateTrack:
+    """One generation job. The workflow id is the job id."""
+
+    def __init__(self) -> None:
+        self._status = JobStatus(job_id="", stage=Stage.QUEUED)
+        self._decision: ReviewDecision | None = None
+
+    # --- queries, signals, updates -------------------------------------------------------
+    @workflow.query(name=names.STATUS_QUERY)
+    def status(self) -> JobStatus:
+        return self._status
+
+    @workflow.signal(name=names.REVIEW_SIGNAL)
+    def review(self, decision: ReviewDecision) -> None:
+        """Review decision from any client, e.g. the stock `temporal workflow signal`.
+
+        A signal cannot be refused, so one that arrives when no review is pending is ignored
+        (and logged); the `submit_review` update rejects it instead.
+        """
+        if self._status.stage is not Stage.AWAITING_REVIEW or self._decision is not None:
+            workflow.logger.warning("review signal ignored: job is %s", self._status.stage.value)
+            return
+        self._decision = decision
+
+    @workflow.update(name=names.SUBMIT_REVIEW_UPDATE)
+    async def submit_review(self, decision: ReviewDecision) -> JobStatus:
+        """Review decision with validation; returns the status once the decision is applied."""
+        self._decision = decision
+        await workflow.wait_condition(lambda: self._status.stage is not Stage.AWAITING_REVIEW)
+        return self._status
+
+    @submit_review.validator
+    def _validate_review(self, decision: ReviewDecision) -> None:
+        if self._status.stage is not Stage.AWAITING_REVIEW:
+            raise ApplicationError(
+                f"job {self._status.job_id} is not awaiting review (stage: "
+                f"{self._status.stage.value})",
+                type="ReviewNotAllowed",
+            )
+        if self._decision is not None:
+            raise ApplicationError("a review decision was already given", type="ReviewNotAllowed")
+
+    # --- helpers ---------------------------------------------------------------------------
+    def _set_stage(self, stage: Stage, review_state: ReviewState | None = None) -> None:
+        self._status.stage = stage
+        updates = [SearchAttributePair(_SA[names.SA_STAGE], stage.value)]
+        if review_state is not None:
+            self._status.review_state = review_state
+            updates.append(SearchAttributePair(_SA[names.SA_REVIEW_STATE], review_state.value))
+        workflow.upsert_search_attributes(updates)
+
+    async def _cpu(self, activity: str, arg: object, result_type: type, timeout_s: float):  # noqa: ANN202
+        return await workflow.execute_activity(
+            activity,
+            arg,
+            result_type=result_type,
+            task_queue=names.CPU_TASK_QUEUE,
+            start_to_close_timeout=timedelta(seconds=timeout_s),
+            retry_policy=CPU_RETRY,
+        )
+
+    # --- the run ---------------------------------------------------------------------------
+    @workflow.run
+    async def run(self, inp: GenerateTrackInput) -> GenerationResult:
+        self._status.job_id = inp.job_id
+        try:
+            return await self._run(inp)
+        except ActivityError as err:
+            cause = err.cause
+            message = str(cause) if cause is not None else str(err)
+            error_type = getattr(cause, "type", None) or "ActivityFailed"
+            await self._fail(inp.job_id, f"{error_type}: {message}")
+            raise ApplicationError(message, type=error_type, non_retryable=True) from err
+
+    async def _fail(self, job_id: str, error: str) -> None:
+        self._status.error = error
+        self._set_stage(Stage.FAILED)
+        try:
+            await self._cpu("finish_job", FinishJobInput(job_id=job_id, stage=Stage.FAILED,
+                                                         error=error), type(None), 30)  # fmt: skip
+        except ActivityError:
+            workflow.logger.exception("could not record the failure of %s", job_id)
+
+    async def _run(self, inp: GenerateTrackInput) -> GenerationResult:
+        job_id = inp.job_id
+        self._set_stage(Stage.NORMALIZING, ReviewState.PENDING)
+        normalized: NormalizeOutput = await self._cpu(
+            "normalize_controls",
+            NormalizeInput(job_id=job_id, request=inp.request, idempotency_key=inp.idempotency_key),
+            NormalizeOutput,
+            30,
+        )
+        tokens = normalized.tokens
+        self._status.model_id = tokens.model_id
+        workflow.upsert_search_attributes(
+            [
+                SearchAttributePair(_SA[names.SA_MODEL], tokens.model_id),
+                SearchAttributePair(_SA[names.SA_PRODUCT], tokens.product),
+                SearchAttributePair(_SA[names.SA_TENANT], str(normalized.request["tenant"])),
+            ]
+        )
+
+        self._set_stage(Stage.GENERATING)
+        generated: GenerateAudioOutput = await workflow.execute_activity(
+            "generate_audio",
+            GenerateAudioInput(job_id=job_id, tokens=tokens),
+            result_type=GenerateAudioOutput,
+            task_queue=names.GPU_TASK_QUEUE,
+            # Generous for long renders; a dead worker is noticed by the heartbeat timeout.
+            start_to_close_timeout=timedelta(seconds=300 + 2 * tokens.duration_s),
+            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_s),
+            retry_policy=GPU_RETRY,
+        )
+        self._status.artifacts["raw"] = generated.raw.uri
+
+        self._set_stage(Stage.POSTPROCESSING)
+        post: PostprocessOutput = await self._cpu(
+            "postprocess",
+            PostprocessInput(job_id=job_id, raw=generated.raw, target_lufs=inp.target_lufs,
+                             true_peak_dbtp=inp.true_peak_dbtp),  # fmt: skip
+            PostprocessOutput,
+            120 + tokens.duration_s,
+        )
+        self._status.artifacts["master_wav"] = post.master.uri
+        self._status.artifacts["master_mp3"] = post.compressed.uri
+
+        self._set_stage(Stage.CHECKING)
+        checked: CheckSimilarityOutput = await self._cpu(
+            "check_similarity",
+            CheckSimilarityInput(
+                job_id=job_id,
+                master=post.master,
+                measurements=post.measurements,
+                requested_duration_s=tokens.duration_s,
+                review_mode=str(normalized.request["review"]),
+            ),
+            CheckSimilarityOutput,
+            60 + tokens.duration_s,
+        )
+
+        review_state, reasons = await self._review_gate(inp, checked)
+        result = GenerationResult(
+            job_id=job_id,
+            stage=self._status.stage,
+            review_state=review_state,
+            model_id=generated.model_id,
+            model_version=generated.model_version,
+            seed=tokens.seed,
+            measurements=post.measurements,
+            review=self._decision,
+        )
+        if review_state not in (ReviewState.AUTO_APPROVED, ReviewState.APPROVED):
+            return result
+
+        self._set_stage(Stage.PUBLISHING)
+        published: PublishOutput = await self._cpu(
+            "publish",
+            PublishInput(
+                job_id=job_id,
+                tokens=tokens,
+                request=normalized.request,
+                request_sha256=normalized.request_sha256,
+                generated=generated,
+                postprocessed=post,
+                similarity=checked,
+                review_state=review_state,
+                review=self._decision,
+                review_reasons=reasons,
+                published_at=workflow.now(),
+            ),
+            PublishOutput,
+            120,
+        )
+        self._status.artifacts.update(published.artifacts)
+        self._set_stage(Stage.PUBLISHED)
+        return result.model_copy(
+            update={
+                "stage": Stage.PUBLISHED,
+                "artifacts": published.artifacts,
+                "provenance_uri": published.provenance_uri,
+                "charge_cents": published.charge_cents,
+            }
+        )
+
+    async def _review_gate(
+        self, inp: GenerateTrackInput, checked: CheckSimilarityOutput
+    ) -> tuple[ReviewState, list[str]]:
+        """Auto-approve low risk; otherwise wait for a human decision or the review timeout."""
+        reasons = checked.recommendation.reasons
+        self._status.review_reasons = reasons
+        if checked.recommendation.decision == "auto_approve":
+            self._set_stage(Stage.PUBLISHING, ReviewState.AUTO_APPROVED)
+            return ReviewState.AUTO_APPROVED, reasons
+
+        self._set_stage(Stage.AWAITING_REVIEW, ReviewState.AWAITING_REVIEW)
+        try:
+            await workflow.wait_condition(
+                lambda: self._decision is not None,
+                timeout=timedelta(seconds=inp.review_timeout_s),
+            )
+        except asyncio.TimeoutError:
+            outcome = ReviewState.EXPIRED
+        else:
+            approved = self._decision is not None and self._decision.decision == "approve"
+            outcome = ReviewState.APPROVED if approved else ReviewState.REJECTED
+        await self._cpu(
+            "record_review",
+            RecordReviewInput(job_id=inp.job_id, decision=self._decision, outcome=outcome,
+                              reasons=reasons),  # fmt: skip
+            type(None),
+            30,
+        )
+        terminal = {ReviewState.REJECTED: Stage.REJECTED, ReviewState.EXPIRED: Stage.EXPIRED}
+        self._set_stage(terminal.get(outcome, Stage.PUBLISHING), outcome)
+        return outcome, reasons
