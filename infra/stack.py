@@ -27,7 +27,7 @@ from schemas.names import SEARCH_ATTRIBUTES
 PG_SYSTEM_USER = "tunesmith-pg"  # PostgreSQL refuses to run as root
 
 
-def _bin(name: str) -> str:
+def console_script(name: str) -> str:
     """A console script installed beside this interpreter (the venv), else on PATH."""
     candidate = Path(sys.executable).parent / name
     if candidate.exists():
@@ -102,7 +102,7 @@ class LocalStack:
         data = self.home / "temporal"
         data.mkdir(parents=True, exist_ok=True)
         argv = [
-            _bin("temporal"), "server", "start-dev",
+            console_script("temporal"), "server", "start-dev",
             "--ip", "127.0.0.1",
             "--port", str(s.temporal_port),
             "--ui-port", str(s.temporal_ui_port),
@@ -176,7 +176,7 @@ class LocalStack:
             "NANIO_SECRET_KEY": s.s3_secret_key,
         }
         argv = [
-            _bin("nanio"), "serve", "--data-dir", str(data), "--host", "127.0.0.1",
+            console_script("nanio"), "serve", "--data-dir", str(data), "--host", "127.0.0.1",
             "--port", str(s.s3_port), "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
         self.process("s3").start(argv, env=env)

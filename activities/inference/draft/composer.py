@@ -32,14 +32,15 @@ KICK, SIDE_STICK, SNARE, CLOSED_HAT, OPEN_HAT, CRASH, RIDE = 36, 37, 38, 42, 46,
 TAMBOURINE, SHAKER = 54, 70
 TOMS = (50, 48, 47, 45)
 
-# Channel volumes (CC 7): the SoundFont's kit and basses are hot, so harmony sits above them.
-ROLE_VOLUME = {"drums": 88, "bass": 90, "harmony": 100, "pad": 80, "melody": 110}
-ROLE_PANS = {  # pans for the 1st, 2nd, ... instrument of a role
-    "drums": (64, 52, 76),
-    "bass": (64, 58, 70),
-    "harmony": (46, 84, 64),
-    "pad": (82, 44, 64),
-    "melody": (64, 76, 52),
+# Mix levels in dB relative to the melody; the renderer first evens out the SoundFont's very
+# uneven preset loudness, so these are the intended balance, whatever the programs.
+ROLE_LEVEL_DB = {"drums": -7.0, "bass": -6.0, "harmony": -3.0, "pad": -12.0, "melody": 0.0}
+ROLE_PANS = {  # stereo positions (-1 left .. 1 right) for the 1st, 2nd, ... instrument of a role
+    "drums": (0.0, -0.3, 0.3),
+    "bass": (0.0, -0.1, 0.1),
+    "harmony": (-0.3, 0.3, 0.0),
+    "pad": (0.3, -0.3, 0.0),
+    "melody": (0.0, 0.2, -0.2),
 }
 
 
@@ -109,8 +110,8 @@ class Part:
 
     instrument: InstrumentToken
     channel: int
-    volume: int  # CC 7
-    pan: int  # CC 10, 64 = centre
+    level_db: float  # mix level after loudness calibration of the program
+    pan: float  # -1 left .. 1 right
     notes: tuple[Note, ...]
 
 
@@ -396,7 +397,8 @@ def _arrange(ctx: _Ctx, instruments: Sequence[InstrumentToken]) -> list[Part]:
             notes += _realize_melody(ctx, melody, k if role == "melody" else 0)
         notes = _clip(ctx, notes)
         pans = ROLE_PANS[role]
-        parts.append(Part(inst, channel, ROLE_VOLUME[role], pans[k % len(pans)], tuple(notes)))
+        level = ROLE_LEVEL_DB[role] - 2.0 * k  # doubled roles must not swamp the mix
+        parts.append(Part(inst, channel, level, pans[k % len(pans)], tuple(notes)))
     return parts
 
 

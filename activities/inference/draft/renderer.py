@@ -16,11 +16,12 @@ import scipy.fft
 import scipy.signal
 import tinysoundfont
 
-from activities.inference.draft.composer import DRUM_CHANNEL, Composition
+from activities.inference.draft.composer import CLOSED_HAT, DRUM_CHANNEL, KICK, SNARE, Composition
 
 DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 TARGET_PEAK = 0.891  # -1 dBFS: headroom for later resampling and encoding
 _BYTES_PER_FRAME = 2 * 4  # stereo float32
+_REFERENCE_DB = -30.0  # calibrated test-note level; absolute level is set by normalization
 
 # Event ordering within one frame: controllers, then note-offs, then note-ons, so a note
 # re-struck at the instant it ends is not cut off by its own release.
@@ -89,19 +90,55 @@ class SoundFontRenderer:
         self._sfid = self._synth.sfload(str(path), max_voices=max_voices)
         self.load_seconds = time.perf_counter() - started
         self._reverb = _Reverb(sample_rate, self.block_frames) if reverb else None
+        self._loudness: dict[tuple[int, int], float] = {}
+
+    def _loudness_db(self, program: int, is_drum: bool, pitch: int) -> float:
+        """RMS level (dBFS) of one preset playing a test note, cached per (program, pitch).
+
+        TimGM6mb's presets differ by 15 dB and more (a flute drowns a piano), so each part is
+        trimmed by this before its mix level applies.
+        """
+        key = (-1 if is_drum else program, pitch)
+        if key not in self._loudness:
+            sf = self._synth.soundfonts[self._sfid]
+            sf.reset()
+            ch = DRUM_CHANNEL if is_drum else 0
+            self._synth.program_select(ch, self._sfid, 0, 0 if is_drum else program, is_drum)
+            frames = int(0.4 * self.sample_rate)
+            buf = np.zeros((frames, 2), dtype=np.float32)
+            hits = (KICK, SNARE, CLOSED_HAT) if is_drum else (pitch,)
+            step = frames // len(hits)
+            view = memoryview(buf).cast("B")
+            for j, note in enumerate(hits):
+                self._synth.noteon(ch, note, 100)
+                self._synth.generate_simple(
+                    step,
+                    buffer=view[j * step * _BYTES_PER_FRAME : (j + 1) * step * _BYTES_PER_FRAME],
+                )
+            rms = float(np.sqrt(np.mean(buf.astype(np.float64) ** 2)))
+            self._loudness[key] = 20.0 * np.log10(max(rms, 1e-6))
+        return self._loudness[key]
 
     def _reset(self, composition: Composition) -> None:
+        gains = {}
+        for part in composition.parts:
+            drums = part.channel == DRUM_CHANNEL
+            pitches = sorted(n.pitch for n in part.notes) or [60]
+            measured = self._loudness_db(part.instrument.program, drums, pitches[len(pitches) // 2])
+            # Clamped so a near-silent or broken preset cannot be boosted into noise.
+            trim_db = float(np.clip(_REFERENCE_DB - measured, -24.0, 24.0))
+            gains[part.channel] = 10.0 ** ((trim_db + part.level_db) / 20.0)
         # tsf's reset stops every voice and frees all channel state (programs, controllers,
         # pitch bend), so each job starts from the same synth state: renders are bit-identical.
-        self._synth.soundfonts[self._sfid].reset()
+        sf = self._synth.soundfonts[self._sfid]
+        sf.reset()
         for part in composition.parts:
             ch = part.channel
             drums = ch == DRUM_CHANNEL
-            self._synth.program_select(
-                ch, self._sfid, 0, 0 if drums else part.instrument.program, is_drums=drums
-            )
-            self._synth.control_change(ch, 7, part.volume)
-            self._synth.control_change(ch, 10, part.pan)
+            program = 0 if drums else part.instrument.program
+            self._synth.program_select(ch, self._sfid, 0, program, is_drums=drums)
+            sf.channel_set_volume(ch, gains[ch])
+            sf.channel_set_pan(ch, 0.5 + 0.5 * part.pan)
         if self._reverb is not None:
             self._reverb.reset()
 

@@ -1,0 +1,59 @@
+# tunesmith — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+VENV_BIN := .venv/bin
+PY := $(VENV_BIN)/python
+
+.PHONY: install system-deps run test test-unit test-integration bench lint format up down status clean
+
+## Install system packages (Chromaprint's fpcalc) and the locked Python environment.
+install: system-deps .venv/.installed
+
+system-deps:
+	@command -v fpcalc >/dev/null || { \
+	  echo "installing Chromaprint (libchromaprint-tools)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libchromaprint-tools; }
+
+$(UV):
+	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+
+.venv/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --extra dev
+	@touch $@
+
+## Start the embedded stack and generate one 30 s draft track end to end.
+run: install
+	$(VENV_BIN)/tunesmith up
+	$(VENV_BIN)/tunesmith generate "warm lo-fi piano groove for a podcast intro" \
+	  --duration 30 --tempo 120 --key "A minor" --instruments piano,bass,drums --seed 7 \
+	  --wait --out out/
+
+## The full test suite; starts (and stops) the real services it needs.
+test: install
+	$(VENV_BIN)/pytest -ra
+
+test-unit: install
+	$(VENV_BIN)/pytest -ra tests/unit
+
+test-integration: install
+	$(VENV_BIN)/pytest -ra tests/integration
+
+## Benchmarks (not part of `make test`): draft realtime factor, orchestration overhead.
+bench: install
+	$(PY) -m tests.bench.run
+
+lint: install
+	$(VENV_BIN)/ruff check .
+	$(VENV_BIN)/ruff format --check .
+
+format: install
+	$(VENV_BIN)/ruff format .
+	$(VENV_BIN)/ruff check --fix .
+
+up: install
+	$(VENV_BIN)/tunesmith up
+down:
+	$(VENV_BIN)/tunesmith down
+status:
+	$(VENV_BIN)/tunesmith status

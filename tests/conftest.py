@@ -1,0 +1,77 @@
+"""Shared fixtures: the real embedded stack on free ports in a temporary state dir."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from infra.settings import Settings
+from infra.stack import LocalStack, free_port
+
+
+def make_settings(home: Path, **overrides: object) -> Settings:
+    """Settings for a private stack: its own state dir and free ports, never the defaults."""
+    values: dict[str, object] = {
+        "home": home,
+        "temporal_port": free_port(),
+        "temporal_ui_port": free_port(),
+        "pg_port": free_port(),
+        "s3_port": free_port(),
+        "heartbeat_timeout_s": 3.0,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """The whole embedded stack (Temporal, PostgreSQL, S3 store, CPU + GPU workers).
+
+    Started once per test session and always stopped, even when tests fail.
+    """
+    home = Path(tempfile.mkdtemp(prefix="tunesmith-test-"))
+    settings = make_settings(home)
+    # Workers are child processes: they read the same settings from the environment.
+    os.environ["TUNESMITH_HEARTBEAT_TIMEOUT_S"] = str(settings.heartbeat_timeout_s)
+    local = LocalStack(settings)
+    try:
+        local.up(log=lambda _msg: None)
+        yield local
+    finally:
+        local.down(log=lambda _msg: None)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(stack: LocalStack) -> Settings:
+    return stack.settings
+
+
+@pytest.fixture(scope="session")
+async def client(settings: Settings) -> AsyncIterator[object]:
+    from tunesmith import Client
+
+    yield await Client.connect(settings)
+
+
+@pytest.fixture(scope="session")
+async def db(settings: Settings) -> AsyncIterator[object]:
+    from infra.db import Database
+
+    database = await Database.open(settings)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture(scope="session")
+def store(settings: Settings) -> object:
+    from infra.store import ObjectStore
+
+    return ObjectStore(settings)

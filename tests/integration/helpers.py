@@ -1,0 +1,49 @@
+"""Helpers for integration tests on the real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+from infra.stack import LocalStack
+from schemas.jobs import JobStatus, Stage
+from tunesmith import GenerationRequest, JobHandle
+
+
+def short_request(**changes: object) -> GenerationRequest:
+    base: dict[str, object] = {"prompt": "test groove", "duration_s": 8.0, "tempo_bpm": 120.0,
+                               "key": "A minor", "instruments": ["piano", "bass", "drums"],
+                               "seed": 7}  # fmt: skip
+    base.update(changes)
+    return GenerationRequest.model_validate(base)
+
+
+async def wait_for_stage(
+    handle: JobHandle, *stages: Stage, timeout_s: float = 90.0
+) -> JobStatus:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            status = await handle.status()
+            if status.stage in stages:
+                return status
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{handle.job_id} never reached {stages}; last: {status.stage}")
+        await asyncio.sleep(0.1)
+
+
+def run_cli(stack: LocalStack, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed `tunesmith` CLI against the test stack."""
+    return subprocess.run(
+        [sys.executable, "-m", "tunesmith", *args],
+        env=stack.child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
