@@ -10,7 +10,12 @@ import soundfile as sf
 
 from schemas.jobs import AudioRef
 
-CONTENT_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg", "flac": "audio/flac", "json": "application/json"}
+CONTENT_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "flac": "audio/flac",
+    "json": "application/json",
+}
 
 
 def sha256_file(path: Path) -> str:

@@ -233,9 +233,7 @@ class Database:
         rows = await self.pool.fetch("SELECT * FROM ledger WHERE job_id = $1 ORDER BY id", job_id)
         return [dict(r) for r in rows]
 
-    async def enqueue_webhook(
-        self, job_id: str, *, event: str, payload: dict[str, Any]
-    ) -> None:
+    async def enqueue_webhook(self, job_id: str, *, event: str, payload: dict[str, Any]) -> None:
         await self.pool.execute(
             """
             INSERT INTO webhook_outbox (job_id, event, idempotency_key, payload)

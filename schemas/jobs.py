@@ -188,6 +188,7 @@ class JobStatus(BaseModel):
     artifacts: dict[str, str] = Field(default_factory=dict)
     review_reasons: list[str] = Field(default_factory=list)
     error: str | None = None
+    stages_seen: list[Stage] = Field(default_factory=list)  # every stage entered, in order
 
 
 class GenerationResult(BaseModel):

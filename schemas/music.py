@@ -37,7 +37,7 @@ def key_name(tonic_pc: int, mode: Mode) -> str:
     return f"{names[tonic_pc % 12]} {mode}"
 
 
-# A practical subset of General MIDI: name -> (program, role). Drums use channel 10 (program ignored).
+# A practical subset of General MIDI: name -> (program, role). Drums use channel 10.
 # The role tells the draft composer what part to write for the instrument.
 InstrumentRole = Literal["drums", "bass", "harmony", "melody", "pad"]
 GM_INSTRUMENTS: dict[str, tuple[int, InstrumentRole]] = {

@@ -1,4 +1,4 @@
-"""Names the outside world sees: task queues, workflow/signal/query/update names, search attributes."""
+"""Names the outside world sees: task queues, workflow and message names, search attributes."""
 
 from typing import Final
 

@@ -50,7 +50,11 @@ class GenerationRequest(BaseModel):
     duration_s: Annotated[float, Field(gt=0, description="requested length in seconds")] = 30.0
     tempo_bpm: Annotated[float, Field(ge=MIN_TEMPO_BPM, le=MAX_TEMPO_BPM)] = 120.0
     key: str = "C major"
-    instruments: Annotated[list[str], Field(min_length=1, max_length=16)] = ["piano", "bass", "drums"]
+    instruments: Annotated[list[str], Field(min_length=1, max_length=16)] = [
+        "piano",
+        "bass",
+        "drums",
+    ]
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     tier: Tier = Tier.DRAFT
     product: Product = Product.TRACK
@@ -69,8 +73,8 @@ class GenerationRequest(BaseModel):
         limit = TIER_MAX_DURATION_S[self.tier]
         if self.duration_s > limit:
             raise ValueError(
-                f"duration_s {self.duration_s:g} s is over the {self.tier.value} backend's limit of "
-                f"{limit:g} s"
+                f"duration_s {self.duration_s:g} s is over the {self.tier.value} backend's "
+                f"limit of {limit:g} s"
             )
         return self
 
@@ -111,4 +115,6 @@ def validate_request(data: object) -> GenerationRequest:
             + err["msg"].removeprefix("Value error, ")
             for err in exc.errors()
         ]
-        raise InvalidRequestError("invalid request: " + "; ".join(problems), problems=problems) from None
+        raise InvalidRequestError(
+            "invalid request: " + "; ".join(problems), problems=problems
+        ) from None

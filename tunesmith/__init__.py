@@ -1,6 +1,6 @@
 """tunesmith: durable, reviewed, licence-safe AI music generation on Temporal.
 
-    from tunesmith import Client, GenerationRequest
+from tunesmith import Client, GenerationRequest
 """
 
 from schemas.errors import (

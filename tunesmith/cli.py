@@ -31,8 +31,9 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(review_app, name="review")
 app.add_typer(worker_app, name="worker")
 
-console = Console(soft_wrap=True)  # never wrap URIs and ids
-err = Console(stderr=True, soft_wrap=True)
+# Never wrap URIs and ids; when piped, rich would assume 80 columns and squash the tables.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 T = TypeVar("T")
 
 
@@ -45,9 +46,19 @@ def _run(coro: Awaitable[T]) -> T:
         raise typer.Exit(2) from None
     except (ConnectionError, OSError, RuntimeError) as exc:
         if "connect" in str(exc).lower():
-            err.print(f"[red]error:[/red] cannot reach the platform ({exc}); is `tunesmith up` running?")
+            err.print(
+                f"[red]error:[/red] cannot reach the platform ({exc}); is `tunesmith up` running?"
+            )
             raise typer.Exit(3) from None
         raise
+
+
+def _table(*columns: str) -> Table:
+    """A table whose id-like columns never wrap (they get copied into other commands)."""
+    table = Table()
+    for name in columns:
+        table.add_column(name, no_wrap=name != "prompt", overflow="fold")
+    return table
 
 
 async def _with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
@@ -76,7 +87,7 @@ def down() -> None:
 @app.command()
 def status() -> None:
     """Health of each part of the local stack."""
-    table = Table("service", "state", "pid", "detail")
+    table = _table("service", "state", "pid", "detail")
     services = LocalStack(get_settings()).status()
     for s in services:
         colour = {"running": "green", "stopped": "red"}.get(s.state, "yellow")
@@ -105,16 +116,18 @@ def _print_result(settings: Settings, result: GenerationResult) -> None:
 
 
 async def _follow(handle: JobHandle) -> JobStatus:
-    """Print stage changes (and generation progress) until the job ends or awaits review."""
-    last = ""
+    """Print each stage (and generation progress) until the job ends or awaits review."""
+    printed = 0
+    last_progress = -1.0
     while True:
         status = await handle.status()
-        line = status.stage.value
-        if status.stage is Stage.GENERATING:
-            line += f" {status.progress:.0%}"
-        if line != last:
-            console.print(f"  … {line}")
-            last = line
+        # Stages passed between two polls are still printed, in order.
+        for stage in status.stages_seen[printed:]:
+            console.print(f"  … {stage.value}")
+        printed = len(status.stages_seen)
+        if status.stage is Stage.GENERATING and status.progress - last_progress >= 0.1:
+            console.print(f"  … generating {status.progress:.0%}")
+            last_progress = status.progress
         if status.stage in TERMINAL_STAGES or status.stage is Stage.AWAITING_REVIEW:
             return status
         await asyncio.sleep(0.25)
@@ -135,14 +148,18 @@ def generate(
     duration: Annotated[float, typer.Option(help="Length in seconds")] = 30.0,
     tempo: Annotated[float, typer.Option(help="Tempo in BPM (30-300)")] = 120.0,
     key: Annotated[str, typer.Option(help='Key, e.g. "A minor", "F# major"')] = "C major",
-    instruments: Annotated[str, typer.Option(help="Comma-separated instruments")] = "piano,bass,drums",
+    instruments: Annotated[str, typer.Option(help="Comma-separated")] = "piano,bass,drums",
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same music)")] = 0,
     tier: Annotated[Tier, typer.Option(help="Quality tier / model family")] = Tier.DRAFT,
     product: Annotated[Product, typer.Option(help="Output shape")] = Product.TRACK,
-    review: Annotated[ReviewMode, typer.Option(help="auto: policy decides; required: a human must")] = ReviewMode.AUTO,
+    review: Annotated[
+        ReviewMode, typer.Option(help="auto: the policy decides; required: a human must")
+    ] = ReviewMode.AUTO,
     tenant: Annotated[str, typer.Option(help="Tenant the job is billed to")] = "default",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends")] = False,
-    out: Annotated[Path | None, typer.Option(help="Download the published files here (implies --wait)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Download the published files here (implies --wait)")
+    ] = None,
     idempotency_key: Annotated[str | None, typer.Option(help="Same key, same job")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:  # fmt: skip
@@ -164,7 +181,9 @@ def generate(
         status = await _follow(handle)
         if status.stage is Stage.AWAITING_REVIEW:
             console.print(f"awaiting review: {'; '.join(status.review_reasons)}")
-            console.print(f"  approve with: tunesmith review approve {handle.job_id} --reviewer NAME")
+            console.print(
+                f"  approve with: tunesmith review approve {handle.job_id} --reviewer NAME"
+            )
             return
         result = await handle.result()
         if as_json:
@@ -186,8 +205,14 @@ def jobs_list(
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
 ) -> None:
     """Recent jobs, newest first."""
-    rows = _run(_with_db(lambda db: db.list_jobs(stage=stage.value if stage else None, tenant=tenant, limit=limit)))
-    table = Table("job", "stage", "review", "model", "dur s", "created", "prompt")
+    rows = _run(
+        _with_db(
+            lambda db: db.list_jobs(
+                stage=stage.value if stage else None, tenant=tenant, limit=limit
+            )
+        )
+    )
+    table = _table("job", "stage", "review", "model", "dur s", "created", "prompt")
     for r in rows:
         table.add_row(r["job_id"], r["stage"], r["review_state"], r["model_id"] or "",
                       f"{r['duration_s']:g}", r["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
@@ -222,7 +247,7 @@ def jobs_show(job_id: str) -> None:
 def review_list(limit: Annotated[int, typer.Option(min=1, max=1000)] = 50) -> None:
     """Jobs waiting for a human decision."""
     rows = _run(_with_db(lambda db: db.list_jobs(stage=Stage.AWAITING_REVIEW.value, limit=limit)))
-    table = Table("job", "tenant", "model", "dur s", "created", "prompt")
+    table = _table("job", "tenant", "model", "dur s", "created", "prompt")
     for r in rows:
         table.add_row(r["job_id"], r["tenant"], r["model_id"] or "", f"{r['duration_s']:g}",
                       r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["prompt"][:50])  # fmt: skip
@@ -248,13 +273,19 @@ def review_show(job_id: str) -> None:
         console.print(f"decision: {json.dumps(detail['review'], default=str)}")
 
 
-def _review(job_id: str, decide: Callable[[JobHandle], Awaitable[JobStatus]]) -> None:
-    async def main() -> JobStatus:
-        client = await Client.connect()
-        return await decide(client.get_handle(job_id))
+def _review(
+    job_id: str, decide: Callable[[JobHandle], Awaitable[JobStatus]], *, wait: bool
+) -> None:
+    async def main() -> None:
+        settings = get_settings()
+        client = await Client.connect(settings)
+        handle = client.get_handle(job_id)
+        status = await decide(handle)
+        console.print(f"job {job_id}: {status.stage.value} (review: {status.review_state.value})")
+        if wait and status.stage not in TERMINAL_STAGES:
+            _print_result(settings, await handle.result())
 
-    status = _run(main())
-    console.print(f"job {job_id}: {status.stage.value} (review: {status.review_state.value})")
+    _run(main())
 
 
 @review_app.command("approve")
@@ -262,9 +293,10 @@ def review_approve(
     job_id: str,
     reviewer: Annotated[str, typer.Option(help="Who decides")],
     note: Annotated[str | None, typer.Option()] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until it is published")] = True,
 ) -> None:
     """Approve a job awaiting review: it is published."""
-    _review(job_id, lambda h: h.approve(reviewer=reviewer, note=note))
+    _review(job_id, lambda h: h.approve(reviewer=reviewer, note=note), wait=wait)
 
 
 @review_app.command("reject")
@@ -274,15 +306,18 @@ def review_reject(
     reason: Annotated[str, typer.Option(help="Why it is rejected")],
 ) -> None:
     """Reject a job awaiting review: nothing is published or charged."""
-    _review(job_id, lambda h: h.reject(reviewer=reviewer, reason=reason))
+    _review(job_id, lambda h: h.reject(reviewer=reviewer, reason=reason), wait=False)
 
 
 # --- workers --------------------------------------------------------------------------------
 def _worker(kind: str) -> None:
     from workers.runtime import run_worker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)  # fmt: skip
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     settings = get_settings()
     ready = settings.resolved_home / "run" / f"worker-{kind}.ready"
     asyncio.run(run_worker(kind, settings, ready_file=ready))

@@ -27,7 +27,12 @@ from temporalio.service import RPCError, RPCStatusCode
 from infra.settings import Settings, get_settings
 from infra.temporal import connect_temporal
 from schemas import names
-from schemas.errors import IdempotencyConflictError, JobNotFoundError, ReviewNotAllowedError, TunesmithError
+from schemas.errors import (
+    IdempotencyConflictError,
+    JobNotFoundError,
+    ReviewNotAllowedError,
+    TunesmithError,
+)
 from schemas.jobs import (
     GenerateTrackInput,
     GenerationResult,
@@ -94,7 +99,10 @@ class JobHandle:
         desc = await self._handle.describe()
         converter = self._client.temporal.data_converter
         for pending in desc.raw_description.pending_activities:
-            if pending.activity_type.name == "generate_audio" and pending.heartbeat_details.payloads:
+            if (
+                pending.activity_type.name == "generate_audio"
+                and pending.heartbeat_details.payloads
+            ):
                 details = await converter.decode(pending.heartbeat_details.payloads)
                 if details and isinstance(details[0], dict):
                     return float(details[0].get("progress", 0.0))
@@ -139,9 +147,13 @@ class JobHandle:
             cause = exc.cause
             raise ReviewNotAllowedError(str(getattr(cause, "message", cause))) from None
         except RPCError as exc:
-            if exc.status == RPCStatusCode.NOT_FOUND:
-                raise ReviewNotAllowedError(f"job {self.job_id} is not running") from None
-            raise
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            # The workflow has finished (or never existed: status() raises JobNotFoundError).
+            status = await self.status()
+            raise ReviewNotAllowedError(
+                f"job {self.job_id} is not awaiting review (stage: {status.stage.value})"
+            ) from None
 
 
 class Client:
@@ -183,11 +195,18 @@ class Client:
             job_id = f"job-{uuid.uuid4().hex[:24]}"
         sa = TypedSearchAttributes(
             [
-                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_STAGE), Stage.QUEUED.value),
-                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_REVIEW_STATE),
-                                    ReviewState.PENDING.value),  # fmt: skip
-                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_MODEL), TIER_MODEL[req.tier]),
-                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_PRODUCT), req.product.value),
+                SearchAttributePair(
+                    SearchAttributeKey.for_keyword(names.SA_STAGE), Stage.QUEUED.value
+                ),
+                SearchAttributePair(
+                    SearchAttributeKey.for_keyword(names.SA_REVIEW_STATE), ReviewState.PENDING.value
+                ),
+                SearchAttributePair(
+                    SearchAttributeKey.for_keyword(names.SA_MODEL), TIER_MODEL[req.tier]
+                ),
+                SearchAttributePair(
+                    SearchAttributeKey.for_keyword(names.SA_PRODUCT), req.product.value
+                ),
                 SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_TENANT), req.tenant),
             ]
         )

@@ -31,7 +31,9 @@ from workflows.generate_track import GenerateTrack
 log = logging.getLogger("tunesmith.worker")
 
 
-def cpu_activities(db: Database, store: ObjectStore, settings: Settings) -> list[Callable[..., Awaitable[object]]]:
+def cpu_activities(
+    db: Database, store: ObjectStore, settings: Settings
+) -> list[Callable[..., Awaitable[object]]]:
     """Every activity the CPU queue serves, bound to its dependencies."""
     return [
         ControlActivities(db).normalize_controls,

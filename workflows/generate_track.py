@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
@@ -97,13 +96,15 @@ class GenerateTrack:
     # --- helpers ---------------------------------------------------------------------------
     def _set_stage(self, stage: Stage, review_state: ReviewState | None = None) -> None:
         self._status.stage = stage
+        if stage not in self._status.stages_seen:
+            self._status.stages_seen.append(stage)
         updates = [SearchAttributePair(_SA[names.SA_STAGE], stage.value)]
         if review_state is not None:
             self._status.review_state = review_state
             updates.append(SearchAttributePair(_SA[names.SA_REVIEW_STATE], review_state.value))
         workflow.upsert_search_attributes(updates)
 
-    async def _cpu(self, activity: str, arg: object, result_type: type, timeout_s: float):  # noqa: ANN202
+    async def _cpu(self, activity: str, arg: object, result_type: type, timeout_s: float):
         return await workflow.execute_activity(
             activity,
             arg,
@@ -170,8 +171,12 @@ class GenerateTrack:
         self._set_stage(Stage.POSTPROCESSING)
         post: PostprocessOutput = await self._cpu(
             "postprocess",
-            PostprocessInput(job_id=job_id, raw=generated.raw, target_lufs=inp.target_lufs,
-                             true_peak_dbtp=inp.true_peak_dbtp),  # fmt: skip
+            PostprocessInput(
+                job_id=job_id,
+                raw=generated.raw,
+                target_lufs=inp.target_lufs,
+                true_peak_dbtp=inp.true_peak_dbtp,
+            ),
             PostprocessOutput,
             120 + tokens.duration_s,
         )
@@ -252,15 +257,16 @@ class GenerateTrack:
                 lambda: self._decision is not None,
                 timeout=timedelta(seconds=inp.review_timeout_s),
             )
-        except asyncio.TimeoutError:
+        except TimeoutError:
             outcome = ReviewState.EXPIRED
         else:
             approved = self._decision is not None and self._decision.decision == "approve"
             outcome = ReviewState.APPROVED if approved else ReviewState.REJECTED
         await self._cpu(
             "record_review",
-            RecordReviewInput(job_id=inp.job_id, decision=self._decision, outcome=outcome,
-                              reasons=reasons),  # fmt: skip
+            RecordReviewInput(
+                job_id=inp.job_id, decision=self._decision, outcome=outcome, reasons=reasons
+            ),
             type(None),
             30,
         )

@@ -1,4 +1,4 @@
-"""Request → ControlTokens. Pure and deterministic: the same request always gives the same tokens."""
+"""Request → ControlTokens. Pure and deterministic: one request always gives the same tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from schemas.music import GM_INSTRUMENTS, key_name, parse_key
 from schemas.request import TIER_MODEL, GenerationRequest, validate_request
 
 
-def normalize_request(data: dict[str, Any] | GenerationRequest) -> tuple[GenerationRequest, ControlTokens]:
+def normalize_request(
+    data: dict[str, Any] | GenerationRequest,
+) -> tuple[GenerationRequest, ControlTokens]:
     """Validate `data` and normalize it into ControlTokens.
 
     Raises:

@@ -15,7 +15,7 @@ from activities.audio_io import CONTENT_TYPES, describe, write_audio
 from activities.inference.registry import ModelRegistry, UnknownModelError
 from infra.db import Database
 from infra.store import ObjectStore
-from schemas.errors import BACKEND_LIMIT
+from schemas.errors import BACKEND_LIMIT, INVALID_REQUEST
 from schemas.jobs import GenerateAudioInput, GenerateAudioOutput
 
 
@@ -58,7 +58,11 @@ class InferenceActivities:
 
         activity.heartbeat({"stage": "generating", "progress": 0.0})
         started = time.perf_counter()
-        audio = await asyncio.to_thread(backend.generate, tokens, progress)
+        try:
+            audio = await asyncio.to_thread(backend.generate, tokens, progress)
+        except ValueError as exc:
+            # The backend refuses these controls; rendering them again cannot succeed.
+            raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from None
         render_seconds = time.perf_counter() - started
 
         with tempfile.TemporaryDirectory(prefix="tunesmith-gen-") as tmp:

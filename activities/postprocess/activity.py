@@ -25,7 +25,9 @@ class PostprocessActivities:
         self.store = store
         self.db = db
 
-    def _master(self, inp: PostprocessInput, tmp: Path) -> tuple[AudioRef, AudioRef, AudioMeasurements]:
+    def _master(
+        self, inp: PostprocessInput, tmp: Path
+    ) -> tuple[AudioRef, AudioRef, AudioMeasurements]:
         raw = self.store.download(inp.raw.uri, tmp / "raw.wav")
         samples, sample_rate = read_audio(raw)
         try:
@@ -61,5 +63,8 @@ class PostprocessActivities:
         await self.db.upsert_artifact(inp.job_id, "master_mp3", **mp3.model_dump(), **loudness)
         await self.db.set_stage(inp.job_id, "checking")
         return PostprocessOutput(
-            master=wav, compressed=mp3, measurements=measured, postprocess_version=POSTPROCESS_VERSION
+            master=wav,
+            compressed=mp3,
+            measurements=measured,
+            postprocess_version=POSTPROCESS_VERSION,
         )

@@ -1,6 +1,6 @@
 """Loudness normalization (ITU-R BS.1770 via pyloudnorm) with a true-peak ceiling.
 
-True peak is measured on a 4× oversampled signal (BS.1770-4 Annex 2), so inter-sample peaks
+True peak is measured on a 4x oversampled signal (BS.1770-4 Annex 2), so inter-sample peaks
 count. The limiter is a look-ahead gain computer on that oversampled peak envelope: it only
 reduces gain around the few peaks above the ceiling, which leaves integrated loudness within a
 fraction of a LU; a final pass re-measures and trims.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyloudnorm
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
-from scipy.signal import firwin, resample_poly
+from scipy.signal import firwin
 
 POSTPROCESS_VERSION = "postprocess-1"
 _OVERSAMPLE = 4
@@ -23,8 +23,26 @@ _SILENCE_LUFS = -70.0  # BS.1770 absolute gate: below this there is nothing to n
 _TP_FILTER = firwin(12 * _OVERSAMPLE + 1, 1.0 / _OVERSAMPLE, window=("kaiser", 6.0))
 
 
-def _oversample(samples: np.ndarray) -> np.ndarray:
-    return resample_poly(samples, _OVERSAMPLE, 1, axis=0, window=_TP_FILTER.copy())
+def _polyphase_taps() -> list[tuple[int, np.ndarray]]:
+    """The interpolator split into its 4 phases: (first tap offset, taps) per phase.
+
+    Output sample 4n+p of the 4x interpolator is sum_k x[n-k] * h[4k + p + c] * 4, where c is
+    the filter's centre, so each phase is a 12-tap convolution at the base rate.
+    """
+    centre = len(_TP_FILTER) // 2
+    phases = []
+    for p in range(_OVERSAMPLE):
+        ks = [
+            k
+            for k in range(-centre, centre + 1)
+            if 0 <= _OVERSAMPLE * k + p + centre < len(_TP_FILTER)
+        ]
+        taps = np.array([_TP_FILTER[_OVERSAMPLE * k + p + centre] for k in ks]) * _OVERSAMPLE
+        phases.append((ks[0], taps.astype(np.float32)))
+    return phases
+
+
+_PHASES = _polyphase_taps()
 
 
 @dataclass(frozen=True)
@@ -35,10 +53,27 @@ class LoudnessResult:
     gain_db: float
 
 
+def _peak_envelope(samples: np.ndarray) -> np.ndarray:
+    """Per-sample true-peak envelope: max over channels of |x| at the 4 interpolated phases.
+
+    Four 12-tap convolutions per channel at the base rate; the same numbers as
+    `resample_poly(x, 4, 1, window=_TP_FILTER)` without materialising the 4x signal.
+    """
+    n = samples.shape[0]
+    x = samples.astype(np.float32, copy=False)
+    env = np.zeros(n, dtype=np.float32)
+    for first, taps in _PHASES:
+        for ch in range(x.shape[1]):
+            full = np.convolve(x[:, ch], taps)
+            np.maximum(env, np.abs(full[-first : -first + n]), out=env)
+    return env
+
+
 def true_peak_dbtp(samples: np.ndarray) -> float:
-    """Maximum true peak over all channels in dBTP (4× polyphase oversampling)."""
-    up = _oversample(samples)
-    peak = float(np.max(np.abs(up))) if up.size else 0.0
+    """Maximum true peak over all channels in dBTP (4x polyphase oversampling, BS.1770-4)."""
+    if samples.size == 0:
+        return -np.inf
+    peak = float(_peak_envelope(samples).max())
     return 20.0 * np.log10(peak) if peak > 0 else -np.inf
 
 
@@ -47,14 +82,17 @@ def integrated_lufs(samples: np.ndarray, sample_rate: int) -> float:
     return float(meter.integrated_loudness(samples))
 
 
-def _limit(samples: np.ndarray, sample_rate: int, ceiling_db: float) -> np.ndarray:
-    """Look-ahead limiter: smooth gain reduction so the true peak stays under `ceiling_db`."""
+def _limit(
+    samples: np.ndarray, peak: np.ndarray, sample_rate: int, ceiling_db: float
+) -> np.ndarray:
+    """Look-ahead limiter: smooth gain reduction so the true peak stays under `ceiling_db`.
+
+    `peak` is the signal's true-peak envelope (`_peak_envelope`).
+    """
     ceiling = 10.0 ** (ceiling_db / 20.0)
-    up = np.abs(_oversample(samples)).max(axis=1)
-    # Per-sample peak of the oversampled signal, folded back to the base rate.
-    n = samples.shape[0]
-    peak = up[: n * _OVERSAMPLE].reshape(n, _OVERSAMPLE).max(axis=1)
     needed = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
+    if needed.min() >= 1.0:
+        return samples
     window = max(1, int(0.005 * sample_rate))  # 5 ms look-ahead / attack
     # Hold the minimum gain over the window, then smooth it: the gain is already down when the
     # peak arrives, and it never jumps (no clicks).
@@ -83,10 +121,9 @@ def normalize_loudness(
         step_db = target_lufs - measured
         total_gain_db += step_db
         x = x * 10.0 ** (step_db / 20.0)
-        if true_peak_dbtp(x) > limit_db:
-            x = _limit(x, sample_rate, limit_db)
+        x = _limit(x, _peak_envelope(x), sample_rate, limit_db)
         measured = integrated_lufs(x, sample_rate)
-        if abs(measured - target_lufs) <= 0.1 and true_peak_dbtp(x) <= limit_db:
+        if abs(measured - target_lufs) <= 0.1:
             break
     peak = true_peak_dbtp(x)
     if peak > ceiling_dbtp:  # never ship over the ceiling, even at the cost of loudness

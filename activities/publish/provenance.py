@@ -28,8 +28,11 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
         "inputs": {"raw_render": {"uri": gen.raw.uri, "sha256": gen.raw.sha256}},
         "outputs": published,
         "measurements": post.measurements.model_dump(mode="json"),
-        "fingerprint": {"algorithm": "chromaprint", "sha256": sim.fingerprint_sha256,
-                        "items": sim.fingerprint_items},  # fmt: skip
+        "fingerprint": {
+            "algorithm": "chromaprint",
+            "sha256": sim.fingerprint_sha256,
+            "items": sim.fingerprint_items,
+        },
         "review": {
             "state": inp.review_state.value,
             "policy_version": sim.recommendation.policy_version,

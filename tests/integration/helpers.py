@@ -20,9 +20,7 @@ def short_request(**changes: object) -> GenerationRequest:
     return GenerationRequest.model_validate(base)
 
 
-async def wait_for_stage(
-    handle: JobHandle, *stages: Stage, timeout_s: float = 90.0
-) -> JobStatus:
+async def wait_for_stage(handle: JobHandle, *stages: Stage, timeout_s: float = 90.0) -> JobStatus:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
@@ -37,7 +35,9 @@ async def wait_for_stage(
         await asyncio.sleep(0.1)
 
 
-def run_cli(stack: LocalStack, *args: str, timeout_s: float = 120) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    stack: LocalStack, *args: str, timeout_s: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run the installed `tunesmith` CLI against the test stack."""
     return subprocess.run(
         [sys.executable, "-m", "tunesmith", *args],

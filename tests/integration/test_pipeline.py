@@ -54,7 +54,9 @@ async def test_auto_approved_run_is_published_once(
     assert len(ledger) == 1 and ledger[0]["amount_cents"] == 2  # 12 s at 10 c/min, rounded up
     assert (await db.get_review(handle.job_id))["outcome"] == "auto_approved"
     assert len(await db.outbox(handle.job_id)) == 1
-    fingerprint = await db.pool.fetchrow("SELECT * FROM fingerprints WHERE job_id=$1", handle.job_id)
+    fingerprint = await db.pool.fetchrow(
+        "SELECT * FROM fingerprints WHERE job_id=$1", handle.job_id
+    )
     assert fingerprint is not None and len(fingerprint["items"]) > 50
 
     status = await handle.status()

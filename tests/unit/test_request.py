@@ -81,7 +81,9 @@ def test_normalize_is_deterministic_and_versioned() -> None:
 
 def test_request_hash_ignores_spelling_of_equivalent_requests() -> None:
     a = validate_request(VALID)
-    b = validate_request({**VALID, "instruments": ["Piano", "bass", "drums"], "prompt": " calm piano "})
+    b = validate_request(
+        {**VALID, "instruments": ["Piano", "bass", "drums"], "prompt": " calm piano "}
+    )
     assert a.sha256() == b.sha256()
     assert a.sha256() != validate_request({**VALID, "seed": 8}).sha256()
     assert isinstance(a, GenerationRequest)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import threading
 from pathlib import Path
 
 from activities.inference.backend import GeneratedAudio, ProgressCallback
@@ -21,7 +21,8 @@ class DraftBackend:
     """Deterministic rule-based composer + SoundFont renderer; stereo 44.1 kHz, up to 600 s.
 
     Build once per worker: the SoundFont is loaded in `__init__` and reused by every job.
-    Not thread-safe; give each concurrently running activity its own instance.
+    Thread-safe: concurrent `generate` calls compose in parallel but render one at a time,
+    since they share one synthesizer.
     """
 
     model_id = "draft"
@@ -38,6 +39,7 @@ class DraftBackend:
         """
         self.soundfont_path = Path(soundfont_path) if soundfont_path else DEFAULT_SOUNDFONT
         self._renderer = SoundFontRenderer(self.soundfont_path, sample_rate=self.sample_rate)
+        self._render_lock = threading.Lock()
 
     @property
     def soundfont_load_seconds(self) -> float:
@@ -55,10 +57,11 @@ class DraftBackend:
             raise ValueError(
                 f"duration_s must be in (0, {self.max_duration_s:g}], got {tokens.duration_s}"
             )
-        if not (MIN_TEMPO_BPM <= tokens.tempo_bpm <= MAX_TEMPO_BPM) or math.isnan(tokens.tempo_bpm):
+        if not (MIN_TEMPO_BPM <= tokens.tempo_bpm <= MAX_TEMPO_BPM):  # also rejects NaN
             bounds = f"[{MIN_TEMPO_BPM:g}, {MAX_TEMPO_BPM:g}]"
             raise ValueError(f"tempo_bpm must be in {bounds}, got {tokens.tempo_bpm}")
         composition = compose(tokens)
-        n_frames = max(1, round(tokens.duration_s * self.sample_rate))
-        samples = self._renderer.render(composition, n_frames, progress)
+        n_frames = round(tokens.duration_s * self.sample_rate)
+        with self._render_lock:
+            samples = self._renderer.render(composition, n_frames, progress)
         return GeneratedAudio(samples=samples, sample_rate=self.sample_rate)

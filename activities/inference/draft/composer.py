@@ -34,7 +34,7 @@ TOMS = (50, 48, 47, 45)
 
 # Mix levels in dB relative to the melody; the renderer first evens out the SoundFont's very
 # uneven preset loudness, so these are the intended balance, whatever the programs.
-ROLE_LEVEL_DB = {"drums": -7.0, "bass": -6.0, "harmony": -3.0, "pad": -12.0, "melody": 0.0}
+ROLE_LEVEL_DB = {"drums": -7.0, "bass": -9.0, "harmony": -3.0, "pad": -12.0, "melody": 0.0}
 ROLE_PANS = {  # stereo positions (-1 left .. 1 right) for the 1st, 2nd, ... instrument of a role
     "drums": (0.0, -0.3, 0.3),
     "bass": (0.0, -0.1, 0.1),
@@ -113,6 +113,7 @@ class Part:
     level_db: float  # mix level after loudness calibration of the program
     pan: float  # -1 left .. 1 right
     notes: tuple[Note, ...]
+    carries_melody: bool = False
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,7 @@ class Composition:
     key: Key
     bars: tuple[Bar, ...]
     parts: tuple[Part, ...]
+    melody: tuple[Note, ...]  # the lead line as played by the melody-carrying part
 
     @property
     def beat_s(self) -> float:
@@ -239,13 +241,15 @@ def compose(tokens: ControlTokens) -> Composition:
     instruments = list(tokens.instruments) or [
         InstrumentToken(name="piano", program=0, is_drum=False, role="harmony")
     ]
+    parts, melody = _arrange(ctx, instruments)
     return Composition(
         tempo_bpm=tokens.tempo_bpm,
         beats_per_bar=bpb,
         duration_s=tokens.duration_s,
         key=key,
         bars=tuple(bars),
-        parts=tuple(_arrange(ctx, instruments)),
+        parts=tuple(parts),
+        melody=tuple(melody),
     )
 
 
@@ -303,7 +307,7 @@ def _draw_motif(rng: np.random.Generator, bpb: int, beat_s: float, centre: int) 
     return _Motif(rhythm=tuple(rhythm), steps=steps, centre=centre)
 
 
-_STEP_P = np.array([1.0, 3.0, 1.5, 3.0, 1.0]) / 9.5
+_STEP_P = np.array([1.2, 3.0, 0.8, 3.0, 1.2]) / 9.2  # mostly steps, some leaps, few repeats
 
 
 def _plan_bars(
@@ -361,7 +365,8 @@ def _plan_bars(
 # --- arranging ----------------------------------------------------------------------------
 
 
-def _arrange(ctx: _Ctx, instruments: Sequence[InstrumentToken]) -> list[Part]:
+def _arrange(ctx: _Ctx, instruments: Sequence[InstrumentToken]) -> tuple[list[Part], list[Note]]:
+    """One part per instrument, plus the lead line (empty for a drums-only line-up)."""
     melodic = [i for i in instruments if not i.is_drum]
     if len(melodic) > MAX_MELODIC_CHANNELS:
         raise ValueError(f"at most {MAX_MELODIC_CHANNELS} non-drum instruments are supported")
@@ -371,7 +376,9 @@ def _arrange(ctx: _Ctx, instruments: Sequence[InstrumentToken]) -> list[Part]:
         if wanted in roles:
             carrier = roles.index(wanted)
             break
+    # No melody instrument: the first harmony (else pad, else bass) instrument carries the tune.
     melody = _melody_line(ctx) if carrier is not None else []
+    lead = _clip(ctx, _realize_melody(ctx, melody, 0))
 
     parts: list[Part] = []
     seen: dict[str, int] = {}
@@ -398,15 +405,16 @@ def _arrange(ctx: _Ctx, instruments: Sequence[InstrumentToken]) -> list[Part]:
         notes = _clip(ctx, notes)
         pans = ROLE_PANS[role]
         level = ROLE_LEVEL_DB[role] - 2.0 * k  # doubled roles must not swamp the mix
-        parts.append(Part(inst, channel, level, pans[k % len(pans)], tuple(notes)))
-    return parts
+        pan = pans[k % len(pans)]
+        parts.append(Part(inst, channel, level, pan, tuple(notes), carries_melody=idx == carrier))
+    return parts, lead
 
 
 def _clip(ctx: _Ctx, notes: list[Note]) -> list[Note]:
     """Drop notes past the end, clip the rest to it and sort by onset."""
     out = []
     for n in notes:
-        if n.start_s >= ctx.duration_s - 0.01 or not 0 <= n.pitch <= 127:
+        if n.start_s >= max(0.0, ctx.duration_s - 0.01) > 0.0 or not 0 <= n.pitch <= 127:
             continue
         out.append(
             Note(n.start_s, min(n.end_s, ctx.duration_s), n.pitch, max(1, min(127, n.velocity)))
@@ -442,6 +450,7 @@ def _bass(ctx: _Ctx, k: int) -> list[Note]:
     for i, bar in enumerate(ctx.bars):
         pcs = ctx.key.chord_pcs(bar.chord)
         root = 36 + pcs[0] + (12 if k % 2 else 0)  # a second bass doubles an octave up
+        third = root + (pcs[1] - pcs[0]) % 12
         fifth = root + (pcs[2] - pcs[0]) % 12
         if bar.section == "outro":
             notes.append(Note(bar.start_s, ctx.final_end_s, root, _vel(ctx, 100, bar.energy)))
@@ -454,23 +463,35 @@ def _bass(ctx: _Ctx, k: int) -> list[Note]:
         hits: list[tuple[float, float, int]] = []  # (beat, beats, pitch)
         if pattern == "root_half":
             half = max(1, bpb // 2)
-            hits = [(0.0, half, root)] + ([(half, bpb - half, fifth)] if bpb > 1 else [])
+            hits = [(0.0, float(half), root)]
+            if bpb > 1:
+                hits.append((float(half), float(bpb - half), fifth))
         elif pattern == "eighths":
             step = 1.0 / min(sd, 2)
             hits = [(j * step, step * 0.9, root) for j in range(int(bpb / step))]
         elif pattern == "walk":
             nxt = ctx.bars[i + 1].chord if i + 1 < len(ctx.bars) else Chord(0)
             target = 36 + ctx.key.chord_pcs(nxt)[0]
-            tones = [root, fifth, root + 12 if bpb > 3 else fifth]
+            tones = [root, third, fifth]
             hits = [(float(b), 0.9, tones[b % len(tones)]) for b in range(bpb - 1)]
-            approach = target + (-1 if target > root else 2 if target < root else 7)
+            # Diatonic step into the next root (from below when rising, else from above),
+            # spelled in the current chord: over V in minor, the leading tone rises to i.
+            nd, here = nxt.degree, bar.chord
+            if target > root:
+                approach = target - (ctx.key.semitones(nd) - ctx.key.semitones(nd - 1, here))
+            elif target < root:
+                approach = target + (ctx.key.semitones(nd + 1, here) - ctx.key.semitones(nd))
+            else:
+                approach = fifth
             hits.append((bpb - 1.0, 0.9, approach if bpb > 1 else root))
         else:  # "sync"
             hits = [(0.0, 1.4, root)]
             if bpb >= 2:
                 hits.append((1.5, 0.45, root))
             if bpb >= 3:
-                hits.append((bpb - 1.0, 0.9, fifth))
+                # The chord's third, not only roots and fifths: a bass whose overtones are the
+                # only thirds around makes minor chords read as major.
+                hits.append((bpb - 1.0, 0.9, third))
         for beat, beats, pitch in hits:
             accent = 10 if beat == 0 else 0
             notes.append(
@@ -507,7 +528,7 @@ def _pad(ctx: _Ctx, k: int) -> list[Note]:
 def _harmony(ctx: _Ctx, k: int, light: bool) -> list[Note]:
     notes: list[Note] = []
     bpb, beat_s = ctx.bpb, ctx.beat_s
-    centre = 60 + (0, 12, -7)[k % 3]
+    centre = 62 + (0, 12, -7)[k % 3]
     pats = ctx.style.harmony_patterns
     base_vel = 72 if light else 84
     for bar in ctx.bars:
@@ -632,6 +653,9 @@ def _melody_line(ctx: _Ctx) -> list[_MelodyNote]:
                     d = 2 * lo - d
                 if onset == int(onset) and (onset % 2 == 0 or beats >= 1.0):
                     d = snap(d)
+                if len(out) >= 2 and out[-1].d == out[-2].d == d:
+                    # A third repeat in a row drones: step towards the phrase centre instead.
+                    d += 1 if d < motif.centre else -1
             accent = 10 if onset == 0 else 4 if onset == int(onset) else 0
             out.append(
                 _MelodyNote(

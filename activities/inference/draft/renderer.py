@@ -21,11 +21,12 @@ from activities.inference.draft.composer import CLOSED_HAT, DRUM_CHANNEL, KICK, 
 DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 TARGET_PEAK = 0.891  # -1 dBFS: headroom for later resampling and encoding
 _BYTES_PER_FRAME = 2 * 4  # stereo float32
+_FLUSH_FRAMES = 4096  # > tsf's 10 ms fast release at any common sample rate
 _REFERENCE_DB = -30.0  # calibrated test-note level; absolute level is set by normalization
 
-# Event ordering within one frame: controllers, then note-offs, then note-ons, so a note
-# re-struck at the instant it ends is not cut off by its own release.
-_CC, _OFF, _ON = 0, 1, 2
+# Event ordering within one frame: note-offs before note-ons, so a note re-struck at the
+# instant it ends is not cut off by its own release.
+_OFF, _ON = 0, 1
 
 
 class _Reverb:
@@ -66,7 +67,10 @@ class _Reverb:
 
 
 class SoundFontRenderer:
-    """Renders compositions to stereo float32 audio with one preloaded SoundFont."""
+    """Renders compositions to stereo float32 audio with one preloaded SoundFont.
+
+    Not thread-safe: one synthesizer holds the state of the render in progress.
+    """
 
     def __init__(
         self,
@@ -91,6 +95,16 @@ class SoundFontRenderer:
         self.load_seconds = time.perf_counter() - started
         self._reverb = _Reverb(sample_rate, self.block_frames) if reverb else None
         self._loudness: dict[tuple[int, int], float] = {}
+        self._scratch = memoryview(bytearray(_FLUSH_FRAMES * _BYTES_PER_FRAME))
+
+    def _silence(self) -> None:
+        """Return the synth to its just-loaded state, so renders are bit-identical per job.
+
+        tsf's reset frees all channel state (programs, volumes, controllers) but only starts a
+        10 ms fast release on sounding voices; rendering past it retires them for good.
+        """
+        self._synth.soundfonts[self._sfid].reset()
+        self._synth.generate_simple(_FLUSH_FRAMES, buffer=self._scratch)
 
     def _loudness_db(self, program: int, is_drum: bool, pitch: int) -> float:
         """RMS level (dBFS) of one preset playing a test note, cached per (program, pitch).
@@ -100,15 +114,14 @@ class SoundFontRenderer:
         """
         key = (-1 if is_drum else program, pitch)
         if key not in self._loudness:
-            sf = self._synth.soundfonts[self._sfid]
-            sf.reset()
+            self._silence()
             ch = DRUM_CHANNEL if is_drum else 0
             self._synth.program_select(ch, self._sfid, 0, 0 if is_drum else program, is_drum)
             frames = int(0.4 * self.sample_rate)
             buf = np.zeros((frames, 2), dtype=np.float32)
             hits = (KICK, SNARE, CLOSED_HAT) if is_drum else (pitch,)
             step = frames // len(hits)
-            view = memoryview(buf).cast("B")
+            view = memoryview(buf).cast("B")  # type: ignore[arg-type]  # numpy arrays are buffers
             for j, note in enumerate(hits):
                 self._synth.noteon(ch, note, 100)
                 self._synth.generate_simple(
@@ -128,10 +141,8 @@ class SoundFontRenderer:
             # Clamped so a near-silent or broken preset cannot be boosted into noise.
             trim_db = float(np.clip(_REFERENCE_DB - measured, -24.0, 24.0))
             gains[part.channel] = 10.0 ** ((trim_db + part.level_db) / 20.0)
-        # tsf's reset stops every voice and frees all channel state (programs, controllers,
-        # pitch bend), so each job starts from the same synth state: renders are bit-identical.
+        self._silence()
         sf = self._synth.soundfonts[self._sfid]
-        sf.reset()
         for part in composition.parts:
             ch = part.channel
             drums = ch == DRUM_CHANNEL
@@ -171,7 +182,7 @@ class SoundFontRenderer:
         """
         self._reset(composition)
         out = np.zeros((n_frames, 2), dtype=np.float32)
-        view = memoryview(out).cast("B")
+        view = memoryview(out).cast("B")  # type: ignore[arg-type]
         events = self._events(composition, n_frames)
         synth, block = self._synth, self.block_frames
         i, pos, block_start = 0, 0, 0
