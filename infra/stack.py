@@ -86,8 +86,10 @@ class ServiceStatus:
 class LocalStack:
     """Start, stop and inspect the embedded stack described by `settings`."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tune_temporal: bool = True) -> None:
+        """`tune_temporal=False` starts the dev server with stock settings (benchmarks)."""
         self.settings = settings
+        self.tune_temporal = tune_temporal
         self.home = settings.resolved_home
         self.run_dir = self.home / "run"
         self.log_dir = self.home / "logs"
@@ -123,10 +125,11 @@ class LocalStack:
         ]  # fmt: skip
         for name in SEARCH_ATTRIBUTES:
             argv += ["--search-attribute", f"{name}=Keyword"]
-        for key, value in TEMPORAL_DYNAMIC_CONFIG.items():
-            argv += ["--dynamic-config-value", f"{key}={value}"]
-        for pragma, value in TEMPORAL_SQLITE_PRAGMAS.items():
-            argv += ["--sqlite-pragma", f"{pragma}={value}"]
+        if self.tune_temporal:
+            for key, value in TEMPORAL_DYNAMIC_CONFIG.items():
+                argv += ["--dynamic-config-value", f"{key}={value}"]
+            for pragma, value in TEMPORAL_SQLITE_PRAGMAS.items():
+                argv += ["--sqlite-pragma", f"{pragma}={value}"]
         self.process("temporal").start(argv, env=self.child_env())
         wait_until(
             lambda: port_open(s.temporal_port) and port_open(s.temporal_ui_port),
