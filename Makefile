@@ -46,6 +46,7 @@ bench: install
 lint: install
 	$(VENV_BIN)/ruff check .
 	$(VENV_BIN)/ruff format --check .
+	$(VENV_BIN)/mypy
 
 format: install
 	$(VENV_BIN)/ruff format .

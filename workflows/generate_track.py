@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey, SearchAttributePair
+from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -98,10 +98,10 @@ class GenerateTrack:
         self._status.stage = stage
         if stage not in self._status.stages_seen:
             self._status.stages_seen.append(stage)
-        updates = [SearchAttributePair(_SA[names.SA_STAGE], stage.value)]
+        updates = [_SA[names.SA_STAGE].value_set(stage.value)]
         if review_state is not None:
             self._status.review_state = review_state
-            updates.append(SearchAttributePair(_SA[names.SA_REVIEW_STATE], review_state.value))
+            updates.append(_SA[names.SA_REVIEW_STATE].value_set(review_state.value))
         workflow.upsert_search_attributes(updates)
 
     async def _cpu(self, activity: str, arg: object, result_type: type, timeout_s: float):
@@ -149,9 +149,9 @@ class GenerateTrack:
         self._status.model_id = tokens.model_id
         workflow.upsert_search_attributes(
             [
-                SearchAttributePair(_SA[names.SA_MODEL], tokens.model_id),
-                SearchAttributePair(_SA[names.SA_PRODUCT], tokens.product),
-                SearchAttributePair(_SA[names.SA_TENANT], str(normalized.request["tenant"])),
+                _SA[names.SA_MODEL].value_set(tokens.model_id),
+                _SA[names.SA_PRODUCT].value_set(tokens.product),
+                _SA[names.SA_TENANT].value_set(str(normalized.request["tenant"])),
             ]
         )
 

@@ -72,8 +72,12 @@ async def publish(inp: PublishInput) -> PublishOutput:
 
 async def measure_noop_pipeline(client: Client, jobs: int) -> float:
     """Median wall seconds of one GenerateTrack run with no-op steps (after warm-up)."""
-    cpu = Worker(client.temporal, task_queue=CPU_TASK_QUEUE, workflows=[GenerateTrack],
-                 activities=[normalize_controls, postprocess, check_similarity, publish])  # fmt: skip
+    cpu = Worker(
+        client.temporal,
+        task_queue=CPU_TASK_QUEUE,
+        workflows=[GenerateTrack],
+        activities=[normalize_controls, postprocess, check_similarity, publish],
+    )
     gpu = Worker(client.temporal, task_queue=GPU_TASK_QUEUE, activities=[generate_audio])
     request = GenerationRequest(prompt="noop", duration_s=10.0)
     walls = []
