@@ -1,6 +1,8 @@
 # tunesmith — the two commands a newcomer needs: `make run` and `make test`.
 SHELL := /bin/bash
-UV ?= $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# A pinned uv in a private tool venv: the same resolver everywhere, no reliance on user PATHs.
+UV_VERSION := 0.13.9
+UV := .tools/bin/uv
 VENV_BIN := .venv/bin
 PY := $(VENV_BIN)/python
 
@@ -16,7 +18,8 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libchromaprint-tools; }
 
 $(UV):
-	python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	python3 -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 .venv/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --extra dev
