@@ -125,7 +125,8 @@ async def _follow(handle: JobHandle) -> JobStatus:
         for stage in status.stages_seen[printed:]:
             console.print(f"  … {stage.value}")
         printed = len(status.stages_seen)
-        if status.stage is Stage.GENERATING and status.progress - last_progress >= 0.1:
+        progressed = status.progress > 0 and status.progress - last_progress >= 0.1
+        if status.stage is Stage.GENERATING and progressed:
             console.print(f"  … generating {status.progress:.0%}")
             last_progress = status.progress
         if status.stage in TERMINAL_STAGES or status.stage is Stage.AWAITING_REVIEW:
