@@ -99,6 +99,7 @@ class PostprocessInput(BaseModel):
     raw: AudioRef
     target_lufs: float = -14.0
     true_peak_dbtp: float = -1.0
+    requested_duration_s: float = 0.0
 
 
 class AudioMeasurements(BaseModel):
@@ -108,11 +109,19 @@ class AudioMeasurements(BaseModel):
     sample_rate: int
 
 
+class QualityReport(BaseModel):
+    """Automatic quality checks on a master: a 0..1 score and one reason per finding."""
+
+    score: float = 1.0
+    findings: list[str] = Field(default_factory=list)
+
+
 class PostprocessOutput(BaseModel):
     master: AudioRef
     compressed: AudioRef
     measurements: AudioMeasurements
     postprocess_version: str
+    quality: QualityReport = Field(default_factory=QualityReport)
 
 
 class CheckSimilarityInput(BaseModel):
@@ -121,6 +130,7 @@ class CheckSimilarityInput(BaseModel):
     measurements: AudioMeasurements
     requested_duration_s: float
     review_mode: str = "auto"
+    quality: QualityReport = Field(default_factory=QualityReport)
 
 
 class ReviewRecommendation(BaseModel):
@@ -129,10 +139,27 @@ class ReviewRecommendation(BaseModel):
     policy_version: str
 
 
+RiskLevel = Literal["clear", "review", "block"]
+
+
+class SimilarityMatch(BaseModel):
+    """A catalog recording that the output resembles, and where."""
+
+    recording_id: str
+    title: str | None = None
+    method: Literal["fingerprint", "melody"]
+    score: float  # 0..1, higher = more similar
+    query_offset_s: float  # where in the checked audio the match starts
+    recording_offset_s: float  # where in the catalog recording
+    duration_s: float  # length of the matched stretch
+    risk: RiskLevel = "review"
+
+
 class CheckSimilarityOutput(BaseModel):
     fingerprint_sha256: str
     fingerprint_items: int
-    matches: list[dict[str, Any]] = Field(default_factory=list)
+    matches: list[SimilarityMatch] = Field(default_factory=list)
+    risk: RiskLevel = "clear"
     recommendation: ReviewRecommendation
 
 

@@ -11,9 +11,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.audio_io import CONTENT_TYPES, describe, read_audio, write_audio
 from activities.postprocess.loudness import POSTPROCESS_VERSION, normalize_loudness
+from activities.postprocess.quality import assess_quality
 from infra.db import Database
 from infra.store import ObjectStore
-from schemas.jobs import AudioMeasurements, AudioRef, PostprocessInput, PostprocessOutput
+from schemas.jobs import (
+    AudioMeasurements,
+    AudioRef,
+    PostprocessInput,
+    PostprocessOutput,
+    QualityReport,
+)
 
 
 def master_key(job_id: str, fmt: str) -> str:
@@ -27,7 +34,7 @@ class PostprocessActivities:
 
     def _master(
         self, inp: PostprocessInput, tmp: Path
-    ) -> tuple[AudioRef, AudioRef, AudioMeasurements]:
+    ) -> tuple[AudioRef, AudioRef, AudioMeasurements, QualityReport]:
         raw = self.store.download(inp.raw.uri, tmp / "raw.wav")
         samples, sample_rate = read_audio(raw)
         try:
@@ -50,13 +57,21 @@ class PostprocessActivities:
             duration_s=result.samples.shape[0] / sample_rate,
             sample_rate=sample_rate,
         )
-        return refs[0], refs[1], measurements
+        quality = assess_quality(
+            samples,
+            result.samples,
+            sample_rate,
+            requested_duration_s=inp.requested_duration_s,
+            integrated_lufs=result.integrated_lufs,
+            target_lufs=inp.target_lufs,
+        )
+        return refs[0], refs[1], measurements, quality
 
     @activity.defn(name="postprocess")
     async def postprocess(self, inp: PostprocessInput) -> PostprocessOutput:
         """Loudness-normalize the raw render and store the masters (keys fixed per job)."""
         with tempfile.TemporaryDirectory(prefix="tunesmith-post-") as tmp:
-            wav, mp3, measured = await asyncio.to_thread(self._master, inp, Path(tmp))
+            wav, mp3, measured, quality = await asyncio.to_thread(self._master, inp, Path(tmp))
         loudness = {"integrated_lufs": measured.integrated_lufs,
                     "true_peak_dbtp": measured.true_peak_dbtp}  # fmt: skip
         await self.db.upsert_artifact(inp.job_id, "master_wav", **wav.model_dump(), **loudness)
@@ -67,4 +82,5 @@ class PostprocessActivities:
             compressed=mp3,
             measurements=measured,
             postprocess_version=POSTPROCESS_VERSION,
+            quality=quality,
         )

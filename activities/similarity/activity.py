@@ -1,4 +1,4 @@
-"""The `check_similarity` activity (CPU queue): fingerprint, quality checks, review decision."""
+"""The `check_similarity` activity (CPU queue): fingerprint, catalog matching, review decision."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.audio_io import read_audio
 from activities.review.policy import decide
 from activities.similarity.chromaprint import (
     ChromaprintUnavailableError,
@@ -17,11 +16,16 @@ from activities.similarity.chromaprint import (
     FingerprintError,
     fingerprint_file,
 )
-from activities.similarity.quality import quality_findings
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import MISSING_DEPENDENCY
-from schemas.jobs import CheckSimilarityInput, CheckSimilarityOutput, ReviewState
+from schemas.jobs import (
+    CheckSimilarityInput,
+    CheckSimilarityOutput,
+    ReviewState,
+    RiskLevel,
+    SimilarityMatch,
+)
 from schemas.request import ReviewMode
 
 
@@ -30,28 +34,27 @@ class SimilarityActivities:
         self.store = store
         self.db = db
 
-    def _analyse(self, inp: CheckSimilarityInput, tmp: Path) -> tuple[Fingerprint, list[str]]:
+    def _fingerprint(self, inp: CheckSimilarityInput, tmp: Path) -> Fingerprint:
         path = self.store.download(inp.master.uri, tmp / "master.wav")
-        fingerprint = fingerprint_file(path)
-        samples, sample_rate = read_audio(path)
-        findings = quality_findings(
-            samples, sample_rate, requested_duration_s=inp.requested_duration_s
-        )
-        return fingerprint, findings
+        return fingerprint_file(path)
 
     @activity.defn(name="check_similarity")
     async def check_similarity(self, inp: CheckSimilarityInput) -> CheckSimilarityOutput:
-        """Fingerprint the master with Chromaprint, run quality checks, apply the review policy.
+        """Fingerprint the master with Chromaprint and apply the review policy.
 
         Matching against a catalog is not built yet: `matches` is always empty here.
         """
+        quality = inp.quality
         try:
             with tempfile.TemporaryDirectory(prefix="tunesmith-sim-") as tmp:
-                fingerprint, findings = await asyncio.to_thread(self._analyse, inp, Path(tmp))
+                fingerprint = await asyncio.to_thread(self._fingerprint, inp, Path(tmp))
         except ChromaprintUnavailableError as exc:
             raise ApplicationError(str(exc), type=MISSING_DEPENDENCY, non_retryable=True) from None
         except FingerprintError as exc:
-            findings = [f"no fingerprint: {exc}"]
+            # Unfingerprintable output cannot be checked against the catalog: a human must.
+            quality = quality.model_copy(
+                update={"findings": [*quality.findings, f"no fingerprint: {exc}"]}
+            )
             fingerprint = None
         if fingerprint is not None:
             await self.db.upsert_fingerprint(
@@ -61,8 +64,10 @@ class SimilarityActivities:
                 sha256=fingerprint.sha256,
                 duration_s=fingerprint.duration_s,
             )
+        matches: list[SimilarityMatch] = []
+        risk: RiskLevel = "clear"
         recommendation = decide(
-            review_mode=ReviewMode(inp.review_mode), quality_findings=findings, matches=[]
+            review_mode=ReviewMode(inp.review_mode), quality=quality, risk=risk, matches=matches
         )
         if recommendation.decision == "needs_review":
             await self.db.set_stage(
@@ -78,6 +83,7 @@ class SimilarityActivities:
         return CheckSimilarityOutput(
             fingerprint_sha256=fingerprint.sha256 if fingerprint else "",
             fingerprint_items=len(fingerprint.items) if fingerprint else 0,
-            matches=[],
+            matches=matches,
+            risk=risk,
             recommendation=recommendation,
         )
