@@ -144,12 +144,28 @@ class Database:
         return [dict(r) for r in rows]
 
     # --- artifacts, fingerprints, reviews, provenance, ledger, outbox ----------------------
+    _ARTIFACT_COLUMNS = frozenset(
+        {"uri", "sha256", "format", "sample_rate", "channels", "duration_s", "size_bytes",
+         "integrated_lufs", "true_peak_dbtp", "features", "loudness_range_lu", "tempo_bpm",
+         "musical_key", "instruments", "embedding", "embedding_model"}
+    )  # fmt: skip
+
     async def upsert_artifact(self, job_id: str, kind: str, **fields: Any) -> None:
-        cols = ["uri", "sha256", "format", "sample_rate", "channels", "duration_s", "size_bytes",
-                "integrated_lufs", "true_peak_dbtp", "features"]  # fmt: skip
-        values = [fields.get(c) for c in cols]
-        values[cols.index("features")] = fields.get("features") or {}
-        placeholders = ", ".join(f"${i + 3}" for i in range(len(cols)))
+        """Insert or update the (job, kind) artifact row; only the given columns change."""
+        unknown = set(fields) - self._ARTIFACT_COLUMNS
+        if unknown:
+            raise ValueError(f"unknown artifact columns: {sorted(unknown)}")
+        cols = list(fields)
+        values = [fields[c] for c in cols]
+        casts = []
+        for i, col in enumerate(cols):
+            if col == "embedding" and values[i] is not None:
+                # pgvector's text form; asyncpg has no codec for the vector type.
+                values[i] = "[" + ",".join(f"{v:.6g}" for v in values[i]) + "]"
+                casts.append("::vector")
+            else:
+                casts.append("")
+        placeholders = ", ".join(f"${i + 3}{cast}" for i, cast in enumerate(casts))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in cols)
         await self.pool.execute(
             f"INSERT INTO artifacts (job_id, kind, {', '.join(cols)}) VALUES ($1, $2, "
@@ -160,8 +176,13 @@ class Database:
         )
 
     async def artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        # Every column but the embedding vector (no asyncpg codec, and too big to print).
         rows = await self.pool.fetch(
-            "SELECT * FROM artifacts WHERE job_id = $1 ORDER BY kind", job_id
+            "SELECT job_id, kind, uri, sha256, format, sample_rate, channels, duration_s,"
+            " size_bytes, integrated_lufs, true_peak_dbtp, features, loudness_range_lu,"
+            " tempo_bpm, musical_key, instruments, embedding_model, created_at"
+            " FROM artifacts WHERE job_id = $1 ORDER BY kind",
+            job_id,
         )
         return [dict(r) for r in rows]
 
@@ -231,6 +252,58 @@ class Database:
 
     async def ledger(self, job_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch("SELECT * FROM ledger WHERE job_id = $1 ORDER BY id", job_id)
+        return [dict(r) for r in rows]
+
+    async def search_masters(
+        self,
+        *,
+        tempo: tuple[float, float] | None = None,
+        key: str | None = None,
+        lufs: tuple[float, float] | None = None,
+        duration: tuple[float, float] | None = None,
+        instrument: str | None = None,
+        similar_to: str | None = None,
+        published_only: bool = False,
+        limit: int = 10,
+    ) -> list[dict[str, Any]]:
+        """Find masters by their stored features; with `similar_to`, nearest embeddings first.
+
+        Raises:
+            LookupError: `similar_to` names a job without an embedding.
+        """
+        ref = None
+        if similar_to is not None:
+            ref = await self.pool.fetchrow(
+                "SELECT embedding::text AS embedding, embedding_model FROM artifacts"
+                " WHERE job_id = $1 AND kind = 'master_wav' AND embedding IS NOT NULL",
+                similar_to,
+            )
+            if ref is None:
+                raise LookupError(f"job {similar_to!r} has no stored embedding to compare with")
+        rows = await self.pool.fetch(
+            """
+            SELECT j.job_id, j.stage, j.prompt, a.tempo_bpm, a.musical_key, a.integrated_lufs,
+                   a.loudness_range_lu, a.duration_s, a.instruments,
+                   CASE WHEN $9::text IS NULL THEN NULL
+                        ELSE a.embedding <=> $9::vector END AS distance
+            FROM artifacts a JOIN jobs j USING (job_id)
+            WHERE a.kind = 'master_wav'
+              AND ($1::float8 IS NULL OR a.tempo_bpm BETWEEN $1 AND $2)
+              AND ($3::text IS NULL OR a.musical_key = $3)
+              AND ($4::float8 IS NULL OR a.integrated_lufs BETWEEN $4 AND $5)
+              AND ($6::float8 IS NULL OR a.duration_s BETWEEN $6 AND $7)
+              AND ($8::text IS NULL OR $8 = ANY (a.instruments))
+              AND ($9::text IS NULL OR (a.embedding_model = $10 AND j.job_id <> $11))
+              AND (NOT $12 OR j.stage = 'published')
+            ORDER BY distance ASC NULLS LAST, j.created_at DESC
+            LIMIT $13
+            """,
+            tempo[0] if tempo else None, tempo[1] if tempo else None, key,
+            lufs[0] if lufs else None, lufs[1] if lufs else None,
+            duration[0] if duration else None, duration[1] if duration else None, instrument,
+            ref["embedding"] if ref else None, ref["embedding_model"] if ref else None,
+            similar_to, published_only, limit,
+        )  # fmt: skip
         return [dict(r) for r in rows]
 
     async def enqueue_webhook(self, job_id: str, *, event: str, payload: dict[str, Any]) -> None:

@@ -48,8 +48,6 @@ class Settings(BaseSettings):
     # Pipeline behaviour
     review_timeout_s: float = Field(default=7 * 24 * 3600.0, gt=0)
     heartbeat_timeout_s: float = Field(default=15.0, gt=0)
-    target_lufs: float = -14.0
-    true_peak_dbtp: float = -1.0
     soundfont_path: Path | None = None
     draft_price_cents_per_minute: int = 10
 

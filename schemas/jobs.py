@@ -54,8 +54,6 @@ class GenerateTrackInput(BaseModel):
     idempotency_key: str | None = None
     review_timeout_s: float = 7 * 24 * 3600.0
     heartbeat_timeout_s: float = 15.0
-    target_lufs: float = -14.0
-    true_peak_dbtp: float = -1.0
 
 
 class AudioRef(BaseModel):
@@ -97,9 +95,13 @@ class GenerateAudioOutput(BaseModel):
 class PostprocessInput(BaseModel):
     job_id: str
     raw: AudioRef
-    target_lufs: float = -14.0
-    true_peak_dbtp: float = -1.0
     requested_duration_s: float = 0.0
+    profile: str = "streaming"
+    formats: list[str] = Field(default_factory=lambda: ["wav24", "mp3"])
+    title: str = ""
+    model: str = ""
+    instruments: list[str] = Field(default_factory=list)
+    seed: int = 0
 
 
 class AudioMeasurements(BaseModel):
@@ -107,6 +109,8 @@ class AudioMeasurements(BaseModel):
     true_peak_dbtp: float
     duration_s: float
     sample_rate: int
+    loudness_range_lu: float | None = None
+    target_lufs: float | None = None
 
 
 class QualityReport(BaseModel):
@@ -116,12 +120,30 @@ class QualityReport(BaseModel):
     findings: list[str] = Field(default_factory=list)
 
 
+class AudioFeatures(BaseModel):
+    """Small, queryable facts about a master (stored in PostgreSQL, not in the audio)."""
+
+    loudness_range_lu: float
+    tempo_bpm: float
+    key: str
+    key_confidence: float
+    spectral: dict[str, float] = Field(default_factory=dict)
+    instruments: list[str] = Field(default_factory=list)
+    embedding: list[float] = Field(default_factory=list)
+    embedding_model: str = "dsp-v1"
+
+
 class PostprocessOutput(BaseModel):
-    master: AudioRef
-    compressed: AudioRef
+    master: AudioRef  # internal 24-bit WAV master: what the checks analyse
     measurements: AudioMeasurements
     postprocess_version: str
     quality: QualityReport = Field(default_factory=QualityReport)
+    profile: str = "streaming"
+    deliverables: list[AudioRef] = Field(default_factory=list)  # one per requested format
+    preview: AudioRef | None = None
+    overview_uri: str | None = None  # waveform + spectrogram PNG
+    features: AudioFeatures | None = None
+    compressed: AudioRef | None = None  # histories before postprocess-2 only
 
 
 class CheckSimilarityInput(BaseModel):
@@ -153,6 +175,9 @@ class SimilarityMatch(BaseModel):
     recording_offset_s: float  # where in the catalog recording
     duration_s: float  # length of the matched stretch
     risk: RiskLevel = "review"
+    bit_error_rate: float | None = None  # fingerprint matches: 0 = identical, ~0.4 = unrelated
+    semitones: int | None = None  # melody matches: transposition of the checked audio
+    tempo_factor: float | None = None  # melody matches: beat-rate factor tried (1, 0.5, 2)
 
 
 class CheckSimilarityOutput(BaseModel):
@@ -161,6 +186,7 @@ class CheckSimilarityOutput(BaseModel):
     matches: list[SimilarityMatch] = Field(default_factory=list)
     risk: RiskLevel = "clear"
     recommendation: ReviewRecommendation
+    risk_reasons: list[str] = Field(default_factory=list)
 
 
 class ReviewDecision(BaseModel):

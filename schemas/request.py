@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -27,6 +27,10 @@ class ReviewMode(StrEnum):
 
     AUTO = "auto"
     REQUIRED = "required"
+
+
+DeliveryProfileName = Literal["streaming", "apple", "podcast", "broadcast"]
+DeliveryFormat = Literal["wav24", "wav16", "flac", "mp3", "opus"]
 
 
 class Product(StrEnum):
@@ -59,6 +63,8 @@ class GenerationRequest(BaseModel):
     tier: Tier = Tier.DRAFT
     product: Product = Product.TRACK
     review: ReviewMode = ReviewMode.AUTO
+    profile: DeliveryProfileName = "streaming"
+    formats: Annotated[list[DeliveryFormat], Field(min_length=1, max_length=5)] = ["wav24", "mp3"]
     tenant: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = (
         "default"
     )
@@ -77,6 +83,11 @@ class GenerationRequest(BaseModel):
                 f"limit of {limit:g} s"
             )
         return self
+
+    @field_validator("formats")
+    @classmethod
+    def _unique_formats(cls, v: list[DeliveryFormat]) -> list[DeliveryFormat]:
+        return list(dict.fromkeys(v))
 
     @field_validator("prompt")
     @classmethod

@@ -157,6 +157,12 @@ def generate(
         ReviewMode, typer.Option(help="auto: the policy decides; required: a human must")
     ] = ReviewMode.AUTO,
     tenant: Annotated[str, typer.Option(help="Tenant the job is billed to")] = "default",
+    profile: Annotated[
+        str, typer.Option(help="Delivery profile: streaming|apple|podcast|broadcast")
+    ] = "streaming",
+    formats: Annotated[
+        str, typer.Option("--formats", help="Comma-separated: wav24,wav16,flac,mp3,opus")
+    ] = "wav24,mp3",
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends")] = False,
     out: Annotated[
         Path | None, typer.Option(help="Download the published files here (implies --wait)")
@@ -169,6 +175,7 @@ def generate(
         "prompt": prompt, "duration_s": duration, "tempo_bpm": tempo, "key": key,
         "instruments": [i for i in instruments.split(",") if i.strip()], "seed": seed,
         "tier": tier, "product": product, "review": review, "tenant": tenant,
+        "profile": profile, "formats": [f.strip() for f in formats.split(",") if f.strip()],
     }  # fmt: skip
 
     async def main() -> None:
@@ -243,6 +250,70 @@ def jobs_show(job_id: str) -> None:
     console.print_json(json.dumps(detail, default=str))
 
 
+# --- search ---------------------------------------------------------------------------------
+def _range(text: str | None, what: str) -> tuple[float, float] | None:
+    """ "120-130" → (120, 130); "120" → (120, 120); negative bounds allowed ("-16--14")."""
+    if text is None:
+        return None
+    import re
+
+    m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(?:-\s*(-?\d+(?:\.\d+)?))?\s*", text)
+    if not m:
+        raise TunesmithError(f"--{what} takes a number or a range like 120-130, not {text!r}")
+    low, high = float(m.group(1)), float(m.group(2) or m.group(1))
+    return (min(low, high), max(low, high))
+
+
+@app.command()
+def search(
+    tempo: Annotated[str | None, typer.Option(help="Detected BPM or range, e.g. 120-130")] = None,
+    key: Annotated[str | None, typer.Option(help='Detected key, e.g. "A minor"')] = None,
+    lufs: Annotated[
+        str | None, typer.Option(help="Integrated loudness range, e.g. -16--14")
+    ] = None,
+    duration: Annotated[str | None, typer.Option(help="Seconds or range, e.g. 20-40")] = None,
+    instrument: Annotated[str | None, typer.Option(help="Has this instrument")] = None,
+    similar_to: Annotated[str | None, typer.Option(help="Nearest to this job's embedding")] = None,
+    published: Annotated[bool, typer.Option("--published", help="Published jobs only")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=500)] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Find generated audio by its stored features (no audio is downloaded)."""
+
+    async def main() -> list[dict[str, Any]]:
+        from schemas.music import key_name, normalize_instrument, parse_key
+
+        try:
+            canonical_key = key_name(*parse_key(key)) if key else None
+            inst = normalize_instrument(instrument) if instrument else None
+        except ValueError as exc:
+            raise TunesmithError(str(exc)) from None
+        filters = {"tempo": _range(tempo, "tempo"), "lufs": _range(lufs, "lufs"),
+                   "duration": _range(duration, "duration")}  # fmt: skip
+
+        async def query(db: Database) -> list[dict[str, Any]]:
+            try:
+                return await db.search_masters(key=canonical_key, instrument=inst,
+                                               similar_to=similar_to, published_only=published,
+                                               limit=limit, **filters)  # fmt: skip
+            except LookupError as exc:
+                raise TunesmithError(str(exc)) from None
+
+        return await _with_db(query)
+
+    rows = _run(main())
+    if as_json:
+        console.print_json(json.dumps([jsonable(r) for r in rows], default=str))
+        return
+    table = _table("job", "stage", "bpm", "key", "LUFS", "LRA", "dur s", "distance", "prompt")
+    for r in rows:
+        dist = "" if r["distance"] is None else f"{r['distance']:.4f}"
+        table.add_row(r["job_id"], r["stage"], f"{r['tempo_bpm']:.1f}", r["musical_key"],
+                      f"{r['integrated_lufs']:.1f}", f"{r['loudness_range_lu']:.1f}",
+                      f"{r['duration_s']:g}", dist, r["prompt"][:40])  # fmt: skip
+    console.print(table)
+
+
 # --- review ---------------------------------------------------------------------------------
 @review_app.command("list")
 def review_list(limit: Annotated[int, typer.Option(min=1, max=1000)] = 50) -> None:
@@ -266,10 +337,20 @@ def review_show(job_id: str) -> None:
     console.print(f"reasons: {'; '.join(job['review_reasons']) or '-'}")
     store = ObjectStore(settings)
     for a in detail["artifacts"]:
-        if a["kind"].startswith("master") or a["kind"].startswith("published"):
-            loud = f"{a['integrated_lufs']:.2f} LUFS" if a["integrated_lufs"] is not None else ""
-            console.print(f"  {a['kind']:<14} {a['duration_s']:.2f} s {loud}  {a['uri']}")
-            console.print(f"  {'':<14} listen: {store.presigned_get(a['uri'])}")
+        if a["kind"] == "master_wav":
+            quality = (a["features"] or {}).get("quality", {})
+            console.print(
+                f"measured: {a['integrated_lufs']:.2f} LUFS, LRA {a['loudness_range_lu']} LU, "
+                f"true peak {a['true_peak_dbtp']:.2f} dBTP, {a['duration_s']:.2f} s, "
+                f"tempo {a['tempo_bpm']} BPM, key {a['musical_key']}, "
+                f"quality {quality.get('score', '?')}"
+            )
+        if a["kind"] != "raw":
+            console.print(f"  {a['kind']:<16} {a['uri']}")
+            console.print(f"  {'':<16} listen: {store.presigned_get(a['uri'])}")
+    overview = f"s3://{settings.raw_bucket}/{job_id}/postprocess/overview.png"
+    if store.exists(overview):
+        console.print(f"  {'overview_png':<16} {store.presigned_get(overview)}")
     if detail["review"]:
         console.print(f"decision: {json.dumps(detail['review'], default=str)}")
 
@@ -337,3 +418,9 @@ def worker_gpu() -> None:
 
 
 _ = GenerationRequest  # re-exported type used in help texts
+
+from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # noqa: E402
+
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(similarity_app, name="similarity")
+app.add_typer(eval_app, name="eval")

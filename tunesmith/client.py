@@ -217,8 +217,6 @@ class Client:
             idempotency_key=idempotency_key,
             review_timeout_s=s.review_timeout_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
-            target_lufs=s.target_lufs,
-            true_peak_dbtp=s.true_peak_dbtp,
         )
         try:
             await self.temporal.start_workflow(

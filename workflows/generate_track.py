@@ -174,15 +174,18 @@ class GenerateTrack:
             PostprocessInput(
                 job_id=job_id,
                 raw=generated.raw,
-                target_lufs=inp.target_lufs,
-                true_peak_dbtp=inp.true_peak_dbtp,
                 requested_duration_s=tokens.duration_s,
+                profile=str(normalized.request.get("profile", "streaming")),
+                formats=list(normalized.request.get("formats", ["wav24", "mp3"])),
+                title=tokens.prompt[:120],
+                model=f"{generated.model_id} {generated.model_version}",
+                instruments=[i.name for i in tokens.instruments],
+                seed=tokens.seed,
             ),
             PostprocessOutput,
             120 + tokens.duration_s,
         )
         self._status.artifacts["master_wav"] = post.master.uri
-        self._status.artifacts["master_mp3"] = post.compressed.uri
 
         self._set_stage(Stage.CHECKING)
         checked: CheckSimilarityOutput = await self._cpu(

@@ -15,7 +15,7 @@ import pyloudnorm
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.signal import firwin
 
-POSTPROCESS_VERSION = "postprocess-1"
+POSTPROCESS_VERSION = "postprocess-2"  # profiles, formats, features, high-pass
 _OVERSAMPLE = 4
 _SILENCE_LUFS = -70.0  # BS.1770 absolute gate: below this there is nothing to normalize
 # A 49-tap (12 per phase) interpolation filter, as in BS.1770-4 Annex 2: scipy's default filter

@@ -8,17 +8,32 @@ import math
 from temporalio import activity
 
 from activities.audio_io import CONTENT_TYPES
+from activities.postprocess.formats import FORMATS
 from activities.publish.provenance import build_record, canonical_json, record_sha256
 from infra.db import Database
 from infra.store import ObjectStore
-from schemas.jobs import PublishInput, PublishOutput, ReviewState
+from schemas.jobs import AudioRef, PublishInput, PublishOutput, ReviewState
 
 CHARGE_KIND = "generation"
 
 
-def published_key(job_id: str, fmt: str) -> str:
+def published_key(job_id: str, name: str) -> str:
     """Stable key in the published bucket: a retry overwrites, never duplicates."""
-    return f"{job_id}/{job_id}.{fmt}"
+    return f"{job_id}/{name}"
+
+
+def _deliverables(inp: PublishInput) -> list[tuple[str, str, AudioRef]]:
+    """(artifact kind, file name, source) of everything a published job exposes."""
+    post, job_id = inp.postprocessed, inp.job_id
+    out = [(f"published_{ref.format}", f"{job_id}.{FORMATS[ref.format].extension}", ref)
+           for ref in post.deliverables]  # fmt: skip
+    if not post.deliverables:  # a history from before delivery formats existed
+        out = [("published_wav", f"{job_id}.wav", post.master)]
+        if post.compressed is not None:
+            out.append(("published_mp3", f"{job_id}.mp3", post.compressed))
+    if post.preview is not None:
+        out.append(("published_preview", "preview.mp3", post.preview))
+    return out
 
 
 class PublishActivities:
@@ -30,21 +45,25 @@ class PublishActivities:
     def _copy_outputs(self, inp: PublishInput) -> dict[str, dict[str, str]]:
         bucket = self.store.settings.published_bucket
         published = {}
-        for ref in (inp.postprocessed.master, inp.postprocessed.compressed):
-            uri = self.store.copy(ref.uri, bucket, published_key(inp.job_id, ref.format))
-            published[f"published_{ref.format}"] = {"uri": uri, "sha256": ref.sha256}
+        for kind, name, ref in _deliverables(inp):
+            uri = self.store.copy(ref.uri, bucket, published_key(inp.job_id, name))
+            published[kind] = {"uri": uri, "sha256": ref.sha256}
+        overview = inp.postprocessed.overview_uri
+        if overview is not None:
+            uri = self.store.copy(overview, bucket, published_key(inp.job_id, "overview.png"))
+            published["published_overview"] = {"uri": uri}
         return published
 
     @activity.defn(name="publish")
     async def publish(self, inp: PublishInput) -> PublishOutput:
-        """Publish the masters, write provenance, charge the ledger once, enqueue the webhook."""
+        """Publish the deliverables, write provenance, charge the ledger once, enqueue the
+        webhook."""
         job_id = inp.job_id
         published = await asyncio.to_thread(self._copy_outputs, inp)
-        for kind, ref in published.items():
-            src = inp.postprocessed.master if kind.endswith("wav") else inp.postprocessed.compressed
-            m = inp.postprocessed.measurements
+        m = inp.postprocessed.measurements
+        for kind, _name, src in _deliverables(inp):  # the overview PNG is not audio: no row
             await self.db.upsert_artifact(
-                job_id, kind, **(src.model_dump() | {"uri": ref["uri"]}),
+                job_id, kind, **(src.model_dump() | {"uri": published[kind]["uri"]}),
                 integrated_lufs=m.integrated_lufs, true_peak_dbtp=m.true_peak_dbtp,
             )  # fmt: skip
         record = build_record(inp, published)
@@ -52,7 +71,7 @@ class PublishActivities:
         provenance_uri = await asyncio.to_thread(
             self.store.put_bytes,
             self.store.settings.published_bucket,
-            f"{job_id}/provenance.json",
+            published_key(job_id, "provenance.json"),
             body,
             CONTENT_TYPES["json"],
         )
@@ -64,7 +83,7 @@ class PublishActivities:
                 job_id, outcome=inp.review_state.value, reviewer=None, note=None,
                 reasons=inp.review_reasons,
             )  # fmt: skip
-        seconds = inp.postprocessed.measurements.duration_s
+        seconds = m.duration_s
         cents = math.ceil(seconds / 60.0 * self.price_cents_per_minute)
         await self.db.charge(
             job_id,

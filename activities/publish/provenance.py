@@ -25,9 +25,14 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
         "model": {"id": gen.model_id, "version": gen.model_version},
         "seed": inp.tokens.seed,
         "postprocess_version": post.postprocess_version,
+        "delivery_profile": post.profile,
+        "quality": post.quality.model_dump(mode="json"),
         "inputs": {"raw_render": {"uri": gen.raw.uri, "sha256": gen.raw.sha256}},
         "outputs": published,
         "measurements": post.measurements.model_dump(mode="json"),
+        "features": post.features.model_dump(mode="json", exclude={"embedding"})
+        if post.features
+        else None,
         "fingerprint": {
             "algorithm": "chromaprint",
             "sha256": sim.fingerprint_sha256,

@@ -36,20 +36,24 @@ async def test_auto_approved_run_is_published_once(
     m = result.measurements
     assert m is not None and abs(m.integrated_lufs + 14.0) <= 0.5 and m.true_peak_dbtp <= -1.0
     assert m.duration_s == pytest.approx(12.0, abs=1e-3)
-    assert set(result.artifacts) == {"published_wav", "published_mp3", "provenance"}
+    assert set(result.artifacts) == {"published_wav24", "published_mp3", "published_preview",
+                                     "published_overview", "provenance"}  # fmt: skip
 
-    wav = store.download(result.artifacts["published_wav"], tmp_path / "out.wav")
+    wav = store.download(result.artifacts["published_wav24"], tmp_path / "out.wav")
     info = sf.info(wav)
     assert info.frames == 12 * 44100 and info.samplerate == 44100
     provenance = json.loads(store.get_bytes(result.artifacts["provenance"]))
     assert provenance["model"] == {"id": "draft", "version": result.model_version}
     assert provenance["seed"] == 7 and provenance["controls"]["key_name"] == "A minor"
-    assert provenance["outputs"]["published_wav"]["sha256"]
+    assert provenance["outputs"]["published_wav24"]["sha256"]
+    assert provenance["delivery_profile"] == "streaming" and provenance["quality"]["score"] == 1.0
+    assert provenance["features"]["key"] == "A minor"
 
     job = await db.get_job(handle.job_id)
     assert job is not None and job["stage"] == "published" and job["finished_at"] is not None
     kinds = {a["kind"] for a in await db.artifacts(handle.job_id)}
-    assert kinds == {"raw", "master_wav", "master_mp3", "published_wav", "published_mp3"}
+    assert kinds == {"raw", "master_wav", "master_mp3", "preview_mp3", "published_wav24",
+                     "published_mp3", "published_preview"}  # fmt: skip
     ledger = await db.ledger(handle.job_id)
     assert len(ledger) == 1 and ledger[0]["amount_cents"] == 2  # 12 s at 10 c/min, rounded up
     assert (await db.get_review(handle.job_id))["outcome"] == "auto_approved"

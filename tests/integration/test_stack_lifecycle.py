@@ -57,13 +57,13 @@ async def _publish_one(stack: LocalStack) -> tuple[str, str]:
     handle = await client.submit(short_request(duration_s=5.0, seed=31))
     result = await handle.result()
     assert result.stage is Stage.PUBLISHED
-    return handle.job_id, result.artifacts["published_wav"]
+    return handle.job_id, result.artifacts["published_wav24"]
 
 
 async def _still_there(stack: LocalStack, job_id: str, wav_uri: str) -> None:
     client = await Client.connect(stack.settings)
     status = await client.get_handle(job_id).status()  # workflow history replayed by a worker
-    assert status.stage is Stage.PUBLISHED and status.artifacts["published_wav"] == wav_uri
+    assert status.stage is Stage.PUBLISHED and status.artifacts["published_wav24"] == wav_uri
     history = await client.temporal.get_workflow_handle(job_id).fetch_history()
     assert len(history.events) > 10
     db = await Database.open(stack.settings)
