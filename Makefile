@@ -18,8 +18,7 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libchromaprint-tools; }
 
 $(UV):
-	python3 -m venv .tools
-	.tools/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	python3 -m pip install --quiet --disable-pip-version-check --target .tools uv==$(UV_VERSION)
 
 .venv/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --extra dev

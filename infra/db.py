@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -60,11 +62,24 @@ async def apply_migrations(settings: Settings) -> list[str]:
     return applied
 
 
-class Database:
-    """A connection pool plus the platform's queries. Writes are idempotent upserts."""
+TERMINAL_DB_STAGES = ("published", "rejected", "expired", "cancelled")
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+class Database:
+    """A connection pool plus the platform's queries. Writes are idempotent upserts.
+
+    `pool` may also be a single connection (see `transaction()`): both offer the same
+    execute/fetch API.
+    """
+
+    def __init__(self, pool: asyncpg.Pool | asyncpg.Connection) -> None:
         self.pool = pool
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Database]:
+        """A Database whose queries all run in one transaction (committed on success)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            yield Database(conn)
 
     @classmethod
     async def open(cls, settings: Settings, *, max_size: int = 5) -> Database:
@@ -100,6 +115,14 @@ class Database:
             controls["seed"], model_id,
         )  # fmt: skip
 
+    async def finished_stage(self, job_id: str) -> str | None:
+        """The job's stage if it already ended for good, else None."""
+        return await self.pool.fetchval(
+            "SELECT stage FROM jobs WHERE job_id = $1 AND stage = ANY($2::text[])",
+            job_id,
+            list(TERMINAL_DB_STAGES),
+        )
+
     async def set_stage(
         self,
         job_id: str,
@@ -120,9 +143,11 @@ class Database:
                 error = COALESCE($6, error),
                 finished_at = CASE WHEN $7 THEN COALESCE(finished_at, now()) ELSE finished_at END,
                 updated_at = now()
-            WHERE job_id = $1
+            WHERE job_id = $1 AND NOT (stage = ANY($8::text[]))
             """,
             job_id, stage, review_state, review_reasons, model_version, error, finished,
+            # A late, stale attempt must never move a finished job back.
+            list(TERMINAL_DB_STAGES),
         )  # fmt: skip
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,17 @@ class ManagedProcess:
         cwd: Path | None = None,
         user: str | None = None,
     ) -> int:
-        """Start `argv` detached in its own session, logging to the log file."""
+        """Start `argv` detached in its own session, logging to the log file.
+
+        With `user`, the process runs as that system user and its primary group only (no
+        inherited root groups).
+        """
+        group: int | None = None
+        extra_groups: list[int] | None = None
+        if user is not None:
+            import pwd
+
+            group, extra_groups = pwd.getpwnam(user).pw_gid, []
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
@@ -70,6 +81,8 @@ class ManagedProcess:
                 env=env,
                 cwd=cwd,
                 user=user,
+                group=group,
+                extra_groups=extra_groups,
                 start_new_session=True,  # survives the CLI exiting; not killed by its Ctrl-C
             )
         started = psutil.Process(proc.pid).create_time()
@@ -83,7 +96,12 @@ class ManagedProcess:
             return False
         try:
             proc = psutil.Process(pid)
-            proc.send_signal(sig)
+            try:
+                proc.send_signal(sig)
+            except psutil.AccessDenied:
+                raise PermissionError(
+                    f"{self.name} (pid {pid}) was started by another user; stop it as that user"
+                ) from None
             try:
                 proc.wait(timeout=timeout_s)
             except psutil.TimeoutExpired:
@@ -109,14 +127,20 @@ class ManagedProcess:
             return ""
 
 
-def wait_until(check: object, *, timeout_s: float, interval_s: float = 0.1, what: str) -> None:
-    """Poll `check()` until it returns truthy, else raise TimeoutError naming `what`."""
+def wait_until(
+    check: Callable[[], bool], *, timeout_s: float, interval_s: float = 0.1, what: str
+) -> None:
+    """Poll `check()` until it returns True, else raise TimeoutError naming `what`.
+
+    `check` may raise to abort at once (e.g. the process it waits for has exited); only
+    connection errors count as "not ready yet".
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            if check():  # type: ignore[operator]
+            if check():
                 return
-        except Exception:
+        except (ConnectionError, OSError):
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} did not become ready within {timeout_s:g} s")

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
 
     # Pipeline behaviour
     review_timeout_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # How long the local dev server keeps finished histories (and so idempotency keys).
+    local_retention_days: int = Field(default=3650, gt=0)
     heartbeat_timeout_s: float = Field(default=15.0, gt=0)
     soundfont_path: Path | None = None
     draft_price_cents_per_minute: int = 10

@@ -8,6 +8,7 @@ workflow history.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import importlib.util
 import os
 import pwd
@@ -16,7 +17,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,6 +111,26 @@ class LocalStack:
         return env
 
     # --- services ----------------------------------------------------------------------------
+    def _claim_ports(self, name: str, *ports: int) -> None:
+        """Refuse to start over a port someone else holds (it would be silently adopted)."""
+        for port in ports:
+            if port_open(port):
+                raise RuntimeError(
+                    f"port {port} needed by {name} is already in use by another process; stop it "
+                    "or choose other ports (TUNESMITH_TEMPORAL_PORT, _TEMPORAL_UI_PORT, _PG_PORT, "
+                    "_S3_PORT)"
+                )
+
+    def _alive_and(self, name: str, check: Callable[[], bool]) -> Callable[[], bool]:
+        """A readiness check that fails fast when our process has exited."""
+
+        def ready() -> bool:
+            if self.process(name).running_pid() is None:
+                raise RuntimeError(f"{name} exited during start-up:\n{self.process(name).tail()}")
+            return check()
+
+        return ready
+
     def _start_temporal(self) -> None:
         s = self.settings
         data = self.home / "temporal"
@@ -130,9 +152,12 @@ class LocalStack:
                 argv += ["--dynamic-config-value", f"{key}={value}"]
             for pragma, value in TEMPORAL_SQLITE_PRAGMAS.items():
                 argv += ["--sqlite-pragma", f"{pragma}={value}"]
+        self._claim_ports("temporal", s.temporal_port, s.temporal_ui_port)
         self.process("temporal").start(argv, env=self.child_env())
         wait_until(
-            lambda: port_open(s.temporal_port) and port_open(s.temporal_ui_port),
+            self._alive_and(
+                "temporal", lambda: port_open(s.temporal_port) and port_open(s.temporal_ui_port)
+            ),
             timeout_s=60,
             what="Temporal dev server",
         )
@@ -155,9 +180,16 @@ class LocalStack:
         data = self.home / "postgres"
         user = self._pg_user()
         if user is not None:
-            # The server runs as a system user that must traverse to its data dir.
-            for parent in [self.home, *self.home.parents]:
-                parent.chmod(parent.stat().st_mode | 0o011)
+            # The server runs as a system user that must reach its data dir: open our own state
+            # dir for traversal, and ask rather than loosen anyone else's directories.
+            self.home.chmod(self.home.stat().st_mode | 0o011)
+            closed = [p for p in self.home.parents if not p.stat().st_mode & 0o001]
+            if closed:
+                raise RuntimeError(
+                    f"PostgreSQL runs as the system user {user!r}, which cannot traverse "
+                    f"{closed[0]}; put the state dir (TUNESMITH_HOME) somewhere it can, or "
+                    f"`chmod o+x {closed[0]}`"
+                )
         if not (data / "PG_VERSION").exists():
             data.mkdir(parents=True, exist_ok=True)
             if user is not None:
@@ -174,13 +206,14 @@ class LocalStack:
             "-c", "unix_socket_directories=",  # TCP only: socket paths under deep dirs are too long
             "-c", "fsync=on", "-c", "max_connections=200",
         ]  # fmt: skip
+        self._claim_ports("postgres", s.pg_port)
         self.process("postgres").start(argv, env=self.child_env(), user=user)
 
         def ready() -> bool:
             probe = [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(s.pg_port), "-q"]
             return subprocess.run(probe, check=False).returncode == 0
 
-        wait_until(ready, timeout_s=60, what="PostgreSQL")
+        wait_until(self._alive_and("postgres", ready), timeout_s=60, what="PostgreSQL")
 
     def _start_s3(self) -> None:
         s = self.settings
@@ -194,23 +227,23 @@ class LocalStack:
             console_script("nanio"), "serve", "--data-dir", str(data), "--host", "127.0.0.1",
             "--port", str(s.s3_port), "--no-access-log", "--log-level", "warning",
         ]  # fmt: skip
+        self._claim_ports("s3", s.s3_port)
         self.process("s3").start(argv, env=env)
-        wait_until(lambda: port_open(s.s3_port), timeout_s=30, what="S3 store (nanio)")
+        wait_until(
+            self._alive_and("s3", lambda: port_open(s.s3_port)),
+            timeout_s=30,
+            what="S3 store (nanio)",
+        )
 
     def start_worker(self, kind: str) -> None:
         """Start one worker process and wait until it polls its task queue."""
         name = f"worker-{kind}"
+        ready_file = self.run_dir / f"{name}.ready"
+        ready_file.unlink(missing_ok=True)  # a crashed worker leaves its ready file behind
         argv = [sys.executable, "-m", "tunesmith", "worker", kind]
         self.process(name).start(argv, env=self.child_env(), cwd=self.home)
-        ready_file = self.run_dir / f"{name}.ready"
-
-        def ready() -> bool:
-            if self.process(name).running_pid() is None:
-                raise RuntimeError(f"{name} exited:\n{self.process(name).tail()}")
-            return ready_file.exists()
-
         try:
-            wait_until(ready, timeout_s=60, what=name)
+            wait_until(self._alive_and(name, ready_file.exists), timeout_s=60, what=name)
         except TimeoutError as exc:
             raise RuntimeError(f"{exc}\n{self.process(name).tail()}") from None
 
@@ -223,8 +256,23 @@ class LocalStack:
         ]
 
     # --- public API ---------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One `up`/`down` at a time per state dir (two racing `up`s would orphan a process)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.run_dir / "stack.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def up(self, *, workers: bool = True, log: Callable[[str], None] = print) -> None:
         """Start whatever is not running yet, prepare DB schema and buckets, start workers."""
+        with self._locked():
+            self._up(workers=workers, log=log)
+
+    def _up(self, *, workers: bool, log: Callable[[str], None]) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         for name, embedded, start in self._services():
             if not embedded:
@@ -246,21 +294,30 @@ class LocalStack:
                 if (pid := self.process(name).running_pid()) is not None:
                     log(f"{name}: already running (pid {pid})")
                     continue
-                (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
                 self.start_worker(kind)
                 log(f"{name}: started (pid {self.process(name).running_pid()})")
 
     async def prepare(self) -> None:
-        """Apply DB migrations and create buckets (both idempotent)."""
+        """Apply DB migrations, create buckets, set up the Temporal namespace (all idempotent)."""
         from infra.db import apply_migrations, ensure_database
         from infra.store import ObjectStore
+        from infra.temporal import connect_temporal, register_search_attributes, set_retention
 
-        await ensure_database(self.settings)
-        await apply_migrations(self.settings)
-        await asyncio.to_thread(ObjectStore(self.settings).ensure_buckets)
+        s = self.settings
+        await ensure_database(s)
+        await apply_migrations(s)
+        await asyncio.to_thread(ObjectStore(s).ensure_buckets)
+        client = await connect_temporal(s)
+        await register_search_attributes(client, s.temporal_namespace)
+        if s.embedded_temporal:
+            await set_retention(client, s.temporal_namespace, s.local_retention_days)
 
     def down(self, *, log: Callable[[str], None] = print) -> None:
         """Stop what `up` started, workers first so they finish cleanly."""
+        with self._locked():
+            self._down(log=log)
+
+    def _down(self, *, log: Callable[[str], None]) -> None:
         order = [("worker-gpu", signal.SIGTERM), ("worker-cpu", signal.SIGTERM),
                  ("temporal", signal.SIGTERM), ("s3", signal.SIGTERM),
                  ("postgres", signal.SIGINT)]  # fmt: skip  # SIGINT = postgres fast shutdown
@@ -270,17 +327,27 @@ class LocalStack:
             (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
 
     def status(self) -> list[ServiceStatus]:
+        """Each part's state: running (our process, healthy), unhealthy (our process, failing
+        its check), stopped, or external (configured elsewhere, not managed here)."""
         s = self.settings
-        checks = {
+
+        def pg_ready() -> bool:
+            probe = [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(s.pg_port), "-q"]
+            return subprocess.run(probe, check=False).returncode == 0
+
+        def worker_ready(kind: str) -> Callable[[], bool]:
+            return (self.run_dir / f"worker-{kind}.ready").exists
+
+        checks: dict[str, tuple[bool, Callable[[], bool], str]] = {
             "temporal": (
                 s.embedded_temporal,
-                lambda: port_open(s.temporal_port),
-                s.temporal_target,
+                lambda: port_open(s.temporal_port) and port_open(s.temporal_ui_port),
+                f"{s.temporal_target}, Web UI {s.ui_url}",
             ),
-            "postgres": (s.embedded_database, lambda: port_open(s.pg_port), s.dsn),
+            "postgres": (s.embedded_database, pg_ready, s.dsn),
             "s3": (s.embedded_s3, lambda: port_open(s.s3_port), s.s3_target),
-            "worker-cpu": (True, lambda: True, "task queue tunesmith-cpu"),
-            "worker-gpu": (True, lambda: True, "task queue tunesmith-gpu"),
+            "worker-cpu": (True, worker_ready("cpu"), "polling tunesmith-cpu"),
+            "worker-gpu": (True, worker_ready("gpu"), "polling tunesmith-gpu"),
         }
         out = []
         for name, (embedded, healthy, detail) in checks.items():
@@ -288,6 +355,9 @@ class LocalStack:
                 out.append(ServiceStatus(name, "external", None, detail))
                 continue
             pid = self.process(name).running_pid()
-            state = "running" if pid is not None and healthy() else "stopped"
+            if pid is None:
+                state = "stopped"
+            else:
+                state = "running" if healthy() else "unhealthy"
             out.append(ServiceStatus(name, state, pid, detail))
         return out

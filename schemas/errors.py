@@ -6,7 +6,19 @@ from typing import Final
 INVALID_REQUEST: Final = "InvalidRequest"
 BACKEND_LIMIT: Final = "BackendLimitExceeded"
 MISSING_DEPENDENCY: Final = "MissingSystemDependency"
-NON_RETRYABLE_ERROR_TYPES: Final = [INVALID_REQUEST, BACKEND_LIMIT, MISSING_DEPENDENCY]
+UNMASTERABLE_AUDIO: Final = "UnmasterableAudio"
+JOB_ALREADY_FINISHED: Final = "JobAlreadyFinished"
+NON_RETRYABLE_ERROR_TYPES: Final = [
+    INVALID_REQUEST,
+    BACKEND_LIMIT,
+    MISSING_DEPENDENCY,
+    UNMASTERABLE_AUDIO,
+    JOB_ALREADY_FINISHED,
+]
+# Retryable: another worker may serve the model.
+UNKNOWN_MODEL: Final = "UnknownModel"
+# Raised by the submit_review update's validator.
+REVIEW_NOT_ALLOWED: Final = "ReviewNotAllowed"
 
 
 class TunesmithError(Exception):

@@ -12,7 +12,7 @@ from schemas.controls import ControlTokens
 
 
 class Stage(StrEnum):
-    """Where a job is. The terminal stages are published, rejected, expired and failed."""
+    """Where a job is. Terminal stages: published, rejected, expired, failed, cancelled."""
 
     QUEUED = "queued"
     NORMALIZING = "normalizing"
@@ -25,9 +25,12 @@ class Stage(StrEnum):
     REJECTED = "rejected"
     EXPIRED = "expired"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-TERMINAL_STAGES = frozenset({Stage.PUBLISHED, Stage.REJECTED, Stage.EXPIRED, Stage.FAILED})
+TERMINAL_STAGES = frozenset(
+    {Stage.PUBLISHED, Stage.REJECTED, Stage.EXPIRED, Stage.FAILED, Stage.CANCELLED}
+)
 
 
 class ReviewState(StrEnum):

@@ -37,6 +37,7 @@ def stack() -> Iterator[LocalStack]:
     home = Path(tempfile.mkdtemp(prefix="tunesmith-test-"))
     settings = make_settings(home)
     # Workers are child processes: they read the same settings from the environment.
+    previous = os.environ.get("TUNESMITH_HEARTBEAT_TIMEOUT_S")
     os.environ["TUNESMITH_HEARTBEAT_TIMEOUT_S"] = str(settings.heartbeat_timeout_s)
     local = LocalStack(settings)
     try:
@@ -45,6 +46,10 @@ def stack() -> Iterator[LocalStack]:
     finally:
         local.down(log=lambda _msg: None)
         shutil.rmtree(home, ignore_errors=True)
+        if previous is None:
+            os.environ.pop("TUNESMITH_HEARTBEAT_TIMEOUT_S", None)
+        else:
+            os.environ["TUNESMITH_HEARTBEAT_TIMEOUT_S"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,7 @@ def status() -> None:
         colour = {"running": "green", "stopped": "red"}.get(s.state, "yellow")
         table.add_row(s.name, f"[{colour}]{s.state}[/{colour}]", str(s.pid or ""), s.detail)
     console.print(table)
-    if any(s.state == "stopped" for s in services):
+    if any(s.state in ("stopped", "unhealthy") for s in services):
         raise typer.Exit(1)
 
 

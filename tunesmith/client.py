@@ -224,9 +224,9 @@ class Client:
                 inp,
                 id=job_id,
                 task_queue=names.CPU_TASK_QUEUE,
-                # A key maps to one job for ever: a running job is returned as is, and a
-                # finished one is never started again.
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                # A key maps to one job: a running job is returned as is, a finished one is
+                # never started again; only a failed one may run again under its key.
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 search_attributes=sa,
                 memo={_MEMO_REQUEST_SHA: digest},

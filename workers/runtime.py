@@ -6,8 +6,8 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -57,6 +57,8 @@ def build_worker(
             workflows=[GenerateTrack],
             activities=cpu_activities(db, store, settings),
             max_concurrent_activities=settings.worker_max_concurrent_activities,
+            # On SIGTERM, running steps get this long to finish before they are cancelled.
+            graceful_shutdown_timeout=timedelta(seconds=10),
         )
     if kind == "gpu":
         registry = registry or ModelRegistry(settings)
@@ -66,7 +68,7 @@ def build_worker(
             activities=[InferenceActivities(registry, store, db).generate_audio],
             # One render at a time per accelerator; the pool scales by adding workers.
             max_concurrent_activities=1,
-            activity_executor=ThreadPoolExecutor(max_workers=2),
+            graceful_shutdown_timeout=timedelta(seconds=10),
         )
     raise ValueError(f"unknown worker kind {kind!r}; expected 'cpu' or 'gpu'")
 

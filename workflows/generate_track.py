@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
@@ -10,7 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas import names
-    from schemas.errors import NON_RETRYABLE_ERROR_TYPES
+    from schemas.errors import NON_RETRYABLE_ERROR_TYPES, REVIEW_NOT_ALLOWED
     from schemas.jobs import (
         CheckSimilarityInput,
         CheckSimilarityOutput,
@@ -32,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         Stage,
     )
 
+T = TypeVar("T")
 _SA = {name: SearchAttributeKey.for_keyword(name) for name in names.SEARCH_ATTRIBUTES}
 
 CPU_RETRY = RetryPolicy(
@@ -39,6 +42,15 @@ CPU_RETRY = RetryPolicy(
     backoff_coefficient=2.0,
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=8,
+    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
+)
+# Once audio has been rendered (GPU time spent), the CPU steps retry until they succeed or fail
+# for a reason retrying cannot fix: a DB or store outage must delay a job, not lose it.
+AFTER_RENDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    maximum_attempts=0,  # unlimited
     non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
 )
 GPU_RETRY = RetryPolicy(
@@ -88,10 +100,10 @@ class GenerateTrack:
             raise ApplicationError(
                 f"job {self._status.job_id} is not awaiting review (stage: "
                 f"{self._status.stage.value})",
-                type="ReviewNotAllowed",
+                type=REVIEW_NOT_ALLOWED,
             )
         if self._decision is not None:
-            raise ApplicationError("a review decision was already given", type="ReviewNotAllowed")
+            raise ApplicationError("a review decision was already given", type=REVIEW_NOT_ALLOWED)
 
     # --- helpers ---------------------------------------------------------------------------
     def _set_stage(self, stage: Stage, review_state: ReviewState | None = None) -> None:
@@ -104,14 +116,22 @@ class GenerateTrack:
             updates.append(_SA[names.SA_REVIEW_STATE].value_set(review_state.value))
         workflow.upsert_search_attributes(updates)
 
-    async def _cpu(self, activity: str, arg: object, result_type: type, timeout_s: float):
+    async def _cpu(
+        self,
+        activity: str,
+        arg: object,
+        result_type: type[T],
+        timeout_s: float,
+        retry: RetryPolicy = AFTER_RENDER_RETRY,
+    ) -> T:
+        """Run a CPU-queue activity by name with its typed result."""
         return await workflow.execute_activity(
             activity,
             arg,
             result_type=result_type,
             task_queue=names.CPU_TASK_QUEUE,
             start_to_close_timeout=timedelta(seconds=timeout_s),
-            retry_policy=CPU_RETRY,
+            retry_policy=retry,
         )
 
     # --- the run ---------------------------------------------------------------------------
@@ -124,17 +144,22 @@ class GenerateTrack:
             cause = err.cause
             message = str(cause) if cause is not None else str(err)
             error_type = getattr(cause, "type", None) or "ActivityFailed"
-            await self._fail(inp.job_id, f"{error_type}: {message}")
+            await self._finish(inp.job_id, Stage.FAILED, f"{error_type}: {message}")
             raise ApplicationError(message, type=error_type, non_retryable=True) from err
+        except asyncio.CancelledError:
+            # Cancelled from the UI/CLI: record it, then let the cancellation complete.
+            await self._finish(inp.job_id, Stage.CANCELLED, "cancelled")
+            raise
 
-    async def _fail(self, job_id: str, error: str) -> None:
+    async def _finish(self, job_id: str, stage: Stage, error: str) -> None:
+        """Record a job that ends without publishing (best effort: the workflow ends anyway)."""
         self._status.error = error
-        self._set_stage(Stage.FAILED)
+        self._set_stage(stage)
         try:
-            await self._cpu("finish_job", FinishJobInput(job_id=job_id, stage=Stage.FAILED,
-                                                         error=error), type(None), 30)  # fmt: skip
+            await self._cpu("finish_job", FinishJobInput(job_id=job_id, stage=stage, error=error),
+                            type(None), 30, retry=CPU_RETRY)  # fmt: skip
         except ActivityError:
-            workflow.logger.exception("could not record the failure of %s", job_id)
+            workflow.logger.exception("could not record the end of %s", job_id)
 
     async def _run(self, inp: GenerateTrackInput) -> GenerationResult:
         job_id = inp.job_id
@@ -144,6 +169,7 @@ class GenerateTrack:
             NormalizeInput(job_id=job_id, request=inp.request, idempotency_key=inp.idempotency_key),
             NormalizeOutput,
             30,
+            retry=CPU_RETRY,  # nothing spent yet: give up on a persistent outage
         )
         tokens = normalized.tokens
         self._status.model_id = tokens.model_id

@@ -7,11 +7,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.controls.normalize import normalize_request
 from infra.db import Database
-from schemas.errors import INVALID_REQUEST, InvalidRequestError
+from schemas.errors import INVALID_REQUEST, JOB_ALREADY_FINISHED, InvalidRequestError
 from schemas.jobs import NormalizeInput, NormalizeOutput
 
 
 class ControlActivities:
+    """The CPU queue's first step, bound to the metadata DB."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -29,6 +31,14 @@ class ControlActivities:
             raise ApplicationError(
                 str(exc), {"problems": exc.problems}, type=INVALID_REQUEST, non_retryable=True
             ) from None
+        if (stage := await self.db.finished_stage(inp.job_id)) is not None:
+            # The job id (from an idempotency key) outlived its workflow history: never render,
+            # publish or charge it a second time.
+            raise ApplicationError(
+                f"job {inp.job_id} already ended ({stage}); its results are in the metadata DB",
+                type=JOB_ALREADY_FINISHED,
+                non_retryable=True,
+            )
         digest = request.sha256()
         await self.db.upsert_job(
             job_id=inp.job_id,

@@ -12,10 +12,11 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.audio_io import CONTENT_TYPES, describe, write_audio
+from activities.inference.backend import UnsupportedControlsError
 from activities.inference.registry import ModelRegistry, UnknownModelError
 from infra.db import Database
 from infra.store import ObjectStore
-from schemas.errors import BACKEND_LIMIT, INVALID_REQUEST
+from schemas.errors import BACKEND_LIMIT, INVALID_REQUEST, UNKNOWN_MODEL
 from schemas.jobs import GenerateAudioInput, GenerateAudioOutput
 
 
@@ -25,6 +26,8 @@ def raw_key(job_id: str) -> str:
 
 
 class InferenceActivities:
+    """The GPU queue's activities, bound to the worker's warm model registry."""
+
     def __init__(self, registry: ModelRegistry, store: ObjectStore, db: Database) -> None:
         self.registry = registry
         self.store = store
@@ -41,7 +44,7 @@ class InferenceActivities:
         try:
             backend = await asyncio.to_thread(self.registry.get, tokens.model_id)
         except UnknownModelError as exc:
-            raise ApplicationError(str(exc), type="UnknownModel") from None
+            raise ApplicationError(str(exc), type=UNKNOWN_MODEL) from None
         if tokens.duration_s > backend.max_duration_s:
             raise ApplicationError(
                 f"{tokens.duration_s:g} s is over {backend.model_id}'s limit of "
@@ -60,14 +63,18 @@ class InferenceActivities:
         started = time.perf_counter()
         try:
             audio = await asyncio.to_thread(backend.generate, tokens, progress)
-        except ValueError as exc:
+        except UnsupportedControlsError as exc:
             # The backend refuses these controls; rendering them again cannot succeed.
             raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from None
         render_seconds = time.perf_counter() - started
 
+        # A long render is ~160 MB of WAV: keep heartbeating while it is written and uploaded,
+        # or the heartbeat timeout would declare this worker dead and render it all again.
         with tempfile.TemporaryDirectory(prefix="tunesmith-gen-") as tmp:
             path = Path(tmp) / "raw.wav"
+            activity.heartbeat({"stage": "writing", "progress": 1.0})
             await asyncio.to_thread(write_audio, path, audio.samples, audio.sample_rate, fmt="wav")
+            activity.heartbeat({"stage": "uploading", "progress": 1.0})
             uri = await asyncio.to_thread(
                 self.store.put_file,
                 self.store.settings.raw_bucket,
@@ -75,7 +82,8 @@ class InferenceActivities:
                 path,
                 CONTENT_TYPES["wav"],
             )
-            ref = describe(path, uri, "wav")
+            activity.heartbeat({"stage": "hashing", "progress": 1.0})
+            ref = await asyncio.to_thread(describe, path, uri, "wav")
         await self.db.upsert_artifact(inp.job_id, "raw", **ref.model_dump())
         await self.db.set_stage(inp.job_id, "postprocessing", model_version=backend.model_version)
         return GenerateAudioOutput(

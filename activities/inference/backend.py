@@ -10,6 +10,14 @@ import numpy as np
 
 from schemas.controls import ControlTokens
 
+
+class UnsupportedControlsError(ValueError):
+    """The backend cannot render these controls (e.g. too many instruments, tempo out of range).
+
+    Retrying cannot help; any other exception from a backend is a bug or an outage and retries.
+    """
+
+
 ProgressCallback = Callable[[float], None]
 """Called with the fraction of the job done, 0..1, so an activity can heartbeat from it."""
 

@@ -22,6 +22,7 @@ from activities.postprocess.profiles import PROFILES
 from activities.postprocess.quality import assess_quality
 from infra.db import Database
 from infra.store import ObjectStore
+from schemas.errors import INVALID_REQUEST, UNMASTERABLE_AUDIO
 from schemas.jobs import AudioMeasurements, AudioRef, PostprocessInput, PostprocessOutput
 
 # Rumble and DC sit below anything musical; removing them first keeps them from eating headroom.
@@ -40,6 +41,8 @@ class _Mastered:
 
 
 class PostprocessActivities:
+    """The CPU queue's mastering step, bound to the object store and the DB."""
+
     def __init__(self, store: ObjectStore, db: Database) -> None:
         self.store = store
         self.db = db
@@ -54,7 +57,7 @@ class PostprocessActivities:
         profile = PROFILES.get(inp.profile)
         if profile is None:
             raise ApplicationError(f"unknown delivery profile {inp.profile!r}",
-                                   type="InvalidRequest", non_retryable=True)  # fmt: skip
+                                   type=INVALID_REQUEST, non_retryable=True)  # fmt: skip
         raw_samples, rate = read_audio(self.store.download(inp.raw.uri, tmp / "raw.wav"))
         cleaned = Pedalboard([HighpassFilter(cutoff_frequency_hz=_HIGHPASS_HZ)])(
             raw_samples.T.copy(), rate
@@ -67,7 +70,7 @@ class PostprocessActivities:
                                         ceiling_dbtp=profile.true_peak_dbtp)  # fmt: skip
         except ValueError as exc:
             # Silent output cannot be mastered; another attempt would render the same silence.
-            raise ApplicationError(str(exc), type="UnmasterableAudio", non_retryable=True) from None
+            raise ApplicationError(str(exc), type=UNMASTERABLE_AUDIO, non_retryable=True) from None
         master = result.samples
         tags = AudioTags(title=inp.title or inp.job_id, job_id=inp.job_id, model=inp.model)
         uploads: list[tuple[str, AudioRef]] = []

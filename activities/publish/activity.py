@@ -61,41 +61,41 @@ class PublishActivities:
         job_id = inp.job_id
         published = await asyncio.to_thread(self._copy_outputs, inp)
         m = inp.postprocessed.measurements
-        for kind, _name, src in _deliverables(inp):  # the overview PNG is not audio: no row
-            await self.db.upsert_artifact(
-                job_id, kind, **(src.model_dump() | {"uri": published[kind]["uri"]}),
-                integrated_lufs=m.integrated_lufs, true_peak_dbtp=m.true_peak_dbtp,
-            )  # fmt: skip
         record = build_record(inp, published)
-        body = canonical_json(record)
         provenance_uri = await asyncio.to_thread(
             self.store.put_bytes,
             self.store.settings.published_bucket,
             published_key(job_id, "provenance.json"),
-            body,
+            canonical_json(record),
             CONTENT_TYPES["json"],
-        )
-        await self.db.upsert_provenance(
-            job_id, record=record, sha256=record_sha256(record), uri=provenance_uri
-        )
-        if inp.review_state is ReviewState.AUTO_APPROVED:
-            await self.db.record_review(
-                job_id, outcome=inp.review_state.value, reviewer=None, note=None,
-                reasons=inp.review_reasons,
-            )  # fmt: skip
-        seconds = m.duration_s
-        cents = math.ceil(seconds / 60.0 * self.price_cents_per_minute)
-        await self.db.charge(
-            job_id,
-            tenant=str(inp.request.get("tenant", "default")),
-            kind=CHARGE_KIND,
-            amount_cents=cents,
-            audio_seconds=seconds,
         )
         artifacts = {kind: ref["uri"] for kind, ref in published.items()}
         artifacts["provenance"] = provenance_uri
-        await self.db.enqueue_webhook(
-            job_id, event="job.published", payload={"job_id": job_id, "artifacts": artifacts}
-        )
-        await self.db.set_stage(job_id, "published", finished=True)
+        cents = math.ceil(m.duration_s / 60.0 * self.price_cents_per_minute)
+        # All or nothing: a job is never charged without being marked published, or the reverse.
+        async with self.db.transaction() as tx:
+            for kind, _name, src in _deliverables(inp):  # the overview PNG is not audio: no row
+                await tx.upsert_artifact(
+                    job_id, kind, **(src.model_dump() | {"uri": published[kind]["uri"]}),
+                    integrated_lufs=m.integrated_lufs, true_peak_dbtp=m.true_peak_dbtp,
+                )  # fmt: skip
+            await tx.upsert_provenance(
+                job_id, record=record, sha256=record_sha256(record), uri=provenance_uri
+            )
+            if inp.review_state is ReviewState.AUTO_APPROVED:
+                await tx.record_review(
+                    job_id, outcome=inp.review_state.value, reviewer=None, note=None,
+                    reasons=inp.review_reasons,
+                )  # fmt: skip
+            await tx.charge(
+                job_id,
+                tenant=str(inp.request.get("tenant", "default")),
+                kind=CHARGE_KIND,
+                amount_cents=cents,
+                audio_seconds=m.duration_s,
+            )
+            await tx.enqueue_webhook(
+                job_id, event="job.published", payload={"job_id": job_id, "artifacts": artifacts}
+            )
+            await tx.set_stage(job_id, "published", finished=True)
         return PublishOutput(artifacts=artifacts, provenance_uri=provenance_uri, charge_cents=cents)

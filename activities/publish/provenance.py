@@ -6,6 +6,7 @@ import hashlib
 import json
 from typing import Any
 
+from activities.similarity.chromaprint import ALGORITHM as FINGERPRINT_ALGORITHM
 from schemas.jobs import PublishInput
 
 PROVENANCE_SCHEMA = "tunesmith-provenance-1"
@@ -34,7 +35,7 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
         if post.features
         else None,
         "fingerprint": {
-            "algorithm": "chromaprint",
+            "algorithm": FINGERPRINT_ALGORITHM,
             "sha256": sim.fingerprint_sha256,
             "items": sim.fingerprint_items,
         },

@@ -77,12 +77,16 @@ async def direct_pipeline(stack: LocalStack, registry: ModelRegistry, db: Databa
                          NormalizeInput(job_id=job_id, request=REQUEST))  # fmt: skip
     gen = await env.run(InferenceActivities(registry, store, db).generate_audio,
                         GenerateAudioInput(job_id=job_id, tokens=norm.tokens))  # fmt: skip
-    post = await env.run(PostprocessActivities(store, db).postprocess,
-                         PostprocessInput(job_id=job_id, raw=gen.raw))  # fmt: skip
+    post = await env.run(
+        PostprocessActivities(store, db).postprocess,
+        PostprocessInput(job_id=job_id, raw=gen.raw, requested_duration_s=norm.tokens.duration_s,
+                         title=norm.tokens.prompt, model="draft", seed=norm.tokens.seed,
+                         instruments=[i.name for i in norm.tokens.instruments]),
+    )  # fmt: skip
     sim = await env.run(
         SimilarityActivities(store, db).check_similarity,
         CheckSimilarityInput(job_id=job_id, master=post.master, measurements=post.measurements,
-                             requested_duration_s=norm.tokens.duration_s),
+                             requested_duration_s=norm.tokens.duration_s, quality=post.quality),
     )  # fmt: skip
     from datetime import UTC, datetime
 

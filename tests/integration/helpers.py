@@ -22,16 +22,18 @@ def short_request(**changes: object) -> GenerationRequest:
 
 async def wait_for_stage(handle: JobHandle, *stages: Stage, timeout_s: float = 90.0) -> JobStatus:
     deadline = time.monotonic() + timeout_s
+    last: Stage | None = None
     while True:
         try:
             status = await handle.status()
             if status.stage in stages:
                 return status
+            last = status.stage
         except Exception:
             if time.monotonic() > deadline:
                 raise
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{handle.job_id} never reached {stages}; last: {status.stage}")
+            raise TimeoutError(f"{handle.job_id} never reached {stages}; last: {last}")
         await asyncio.sleep(0.1)
 
 

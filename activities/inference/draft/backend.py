@@ -5,7 +5,11 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from activities.inference.backend import GeneratedAudio, ProgressCallback
+from activities.inference.backend import (
+    GeneratedAudio,
+    ProgressCallback,
+    UnsupportedControlsError,
+)
 from activities.inference.draft.composer import compose
 from activities.inference.draft.renderer import DEFAULT_SOUNDFONT, SoundFontRenderer
 from schemas.controls import ControlTokens
@@ -54,12 +58,12 @@ class DraftBackend:
             ValueError: duration outside (0, max_duration_s] or tempo outside 30-300 BPM.
         """
         if not (0.0 < tokens.duration_s <= self.max_duration_s):
-            raise ValueError(
+            raise UnsupportedControlsError(
                 f"duration_s must be in (0, {self.max_duration_s:g}], got {tokens.duration_s}"
             )
         if not (MIN_TEMPO_BPM <= tokens.tempo_bpm <= MAX_TEMPO_BPM):  # also rejects NaN
             bounds = f"[{MIN_TEMPO_BPM:g}, {MAX_TEMPO_BPM:g}]"
-            raise ValueError(f"tempo_bpm must be in {bounds}, got {tokens.tempo_bpm}")
+            raise UnsupportedControlsError(f"tempo_bpm must be in {bounds}, got {tokens.tempo_bpm}")
         composition = compose(tokens)
         n_frames = round(tokens.duration_s * self.sample_rate)
         with self._render_lock:

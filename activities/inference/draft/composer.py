@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import pretty_midi
 
+from activities.inference.backend import UnsupportedControlsError
 from schemas.controls import ControlTokens, InstrumentToken
 from schemas.music import Mode
 
@@ -214,9 +215,9 @@ def compose(tokens: ControlTokens) -> Composition:
         ValueError: the duration or tempo is not positive, or more than 15 melodic instruments.
     """
     if not (tokens.duration_s > 0 and math.isfinite(tokens.duration_s)):
-        raise ValueError(f"duration_s must be positive, got {tokens.duration_s}")
+        raise UnsupportedControlsError(f"duration_s must be positive, got {tokens.duration_s}")
     if not (tokens.tempo_bpm > 0 and math.isfinite(tokens.tempo_bpm)):
-        raise ValueError(f"tempo_bpm must be positive, got {tokens.tempo_bpm}")
+        raise UnsupportedControlsError(f"tempo_bpm must be positive, got {tokens.tempo_bpm}")
     rng = np.random.default_rng(tokens.seed % 2**64)
     key = Key(tokens.tonic_pc % 12, tokens.mode)
     bpb = max(1, tokens.beats_per_bar)
@@ -369,7 +370,9 @@ def _arrange(ctx: _Ctx, instruments: Sequence[InstrumentToken]) -> tuple[list[Pa
     """One part per instrument, plus the lead line (empty for a drums-only line-up)."""
     melodic = [i for i in instruments if not i.is_drum]
     if len(melodic) > MAX_MELODIC_CHANNELS:
-        raise ValueError(f"at most {MAX_MELODIC_CHANNELS} non-drum instruments are supported")
+        raise UnsupportedControlsError(
+            f"at most {MAX_MELODIC_CHANNELS} non-drum instruments are supported"
+        )
     roles = [("drums" if i.is_drum else i.role) for i in instruments]
     carrier: int | None = None  # index of the instrument that carries the melody
     for wanted in ("melody", "harmony", "pad", "bass"):
