@@ -26,18 +26,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_audio(path: Path, samples: np.ndarray, sample_rate: int, *, fmt: str) -> None:
-    """Write `samples` (frames, channels) as WAV (24-bit PCM) or MP3 (VBR, high quality)."""
+def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write `samples` (frames, channels) as 24-bit PCM WAV (raw renders)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if fmt == "wav":
-        sf.write(path, samples, sample_rate, format="WAV", subtype="PCM_24")
-    elif fmt == "mp3":
-        # soundfile's MP3 writer (libsndfile ≥ 1.1, bundled in the wheel): no LAME binary needed.
-        # compression_level 0.2 ≈ 190-200 kbit/s VBR (0 = best quality / highest bitrate).
-        sf.write(path, samples, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
-                 compression_level=0.2, bitrate_mode="VARIABLE")  # fmt: skip
-    else:
-        raise ValueError(f"unsupported audio format {fmt!r}")
+    sf.write(path, samples, sample_rate, format="WAV", subtype="PCM_24")
 
 
 def read_audio(path: Path) -> tuple[np.ndarray, int]:

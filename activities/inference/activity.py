@@ -11,7 +11,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.audio_io import CONTENT_TYPES, describe, write_audio
+from activities.audio_io import CONTENT_TYPES, describe, write_wav
 from activities.inference.backend import UnsupportedControlsError
 from activities.inference.registry import ModelRegistry, UnknownModelError
 from infra.db import Database
@@ -73,7 +73,7 @@ class InferenceActivities:
         with tempfile.TemporaryDirectory(prefix="tunesmith-gen-") as tmp:
             path = Path(tmp) / "raw.wav"
             activity.heartbeat({"stage": "writing", "progress": 1.0})
-            await asyncio.to_thread(write_audio, path, audio.samples, audio.sample_rate, fmt="wav")
+            await asyncio.to_thread(write_wav, path, audio.samples, audio.sample_rate)
             activity.heartbeat({"stage": "uploading", "progress": 1.0})
             uri = await asyncio.to_thread(
                 self.store.put_file,

@@ -7,26 +7,18 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import soxr
-from pedalboard import HighpassFilter, Pedalboard
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.audio_io import describe, read_audio
-from activities.postprocess.features import extract_features
-from activities.postprocess.formats import FORMATS, AudioTags, encode, write_tags
-from activities.postprocess.loudness import POSTPROCESS_VERSION, normalize_loudness
-from activities.postprocess.preview import preview_clip, render_overview_png
+from activities.postprocess.formats import FORMATS, AudioTags
+from activities.postprocess.loudness import POSTPROCESS_VERSION
+from activities.postprocess.pipeline import MasteringJob, master_files
 from activities.postprocess.profiles import PROFILES
-from activities.postprocess.quality import assess_quality
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import INVALID_REQUEST, UNMASTERABLE_AUDIO
-from schemas.jobs import AudioMeasurements, AudioRef, PostprocessInput, PostprocessOutput
-
-# Rumble and DC sit below anything musical; removing them first keeps them from eating headroom.
-_HIGHPASS_HZ = 20.0
+from schemas.jobs import AudioRef, PostprocessInput, PostprocessOutput
 
 
 def postprocess_key(job_id: str, name: str) -> str:
@@ -58,68 +50,47 @@ class PostprocessActivities:
         if profile is None:
             raise ApplicationError(f"unknown delivery profile {inp.profile!r}",
                                    type=INVALID_REQUEST, non_retryable=True)  # fmt: skip
-        raw_samples, rate = read_audio(self.store.download(inp.raw.uri, tmp / "raw.wav"))
-        cleaned = Pedalboard([HighpassFilter(cutoff_frequency_hz=_HIGHPASS_HZ)])(
-            raw_samples.T.copy(), rate
-        ).T
-        if rate != profile.sample_rate:
-            cleaned = soxr.resample(cleaned, rate, profile.sample_rate, quality="VHQ")
-            rate = profile.sample_rate
+        raw, rate = read_audio(self.store.download(inp.raw.uri, tmp / "raw.wav"))
+        job = MasteringJob(
+            profile=profile,
+            formats=inp.formats,  # type: ignore[arg-type]  # validated with the request
+            tags=AudioTags(title=inp.title or inp.job_id, job_id=inp.job_id, model=inp.model),
+            requested_duration_s=inp.requested_duration_s,
+            instruments=inp.instruments,
+            seed=inp.seed,
+        )
         try:
-            result = normalize_loudness(cleaned, rate, target_lufs=profile.target_lufs,
-                                        ceiling_dbtp=profile.true_peak_dbtp)  # fmt: skip
+            files = master_files(raw, rate, job, tmp)
         except ValueError as exc:
             # Silent output cannot be mastered; another attempt would render the same silence.
             raise ApplicationError(str(exc), type=UNMASTERABLE_AUDIO, non_retryable=True) from None
-        master = result.samples
-        tags = AudioTags(title=inp.title or inp.job_id, job_id=inp.job_id, model=inp.model)
-        uploads: list[tuple[str, AudioRef]] = []
 
-        def deliver(samples: np.ndarray, fmt: str, name: str) -> AudioRef:
-            path = tmp / name
-            encode(samples, rate, fmt, path, seed=inp.seed)  # type: ignore[arg-type]
-            write_tags(path, fmt, tags)  # type: ignore[arg-type]
-            return self._upload(path, name, fmt, FORMATS[fmt].content_type, inp.job_id)
+        def upload(path: Path, fmt: str) -> AudioRef:
+            return self._upload(path, path.name, fmt, FORMATS[fmt].content_type, inp.job_id)
 
-        master_ref = deliver(master, "wav24", "master.wav")
-        uploads.append(("master_wav", master_ref))
-        deliverables = [master_ref if fmt == "wav24" else
-                        deliver(master, fmt, f"master.{FORMATS[fmt].extension}")
-                        for fmt in inp.formats]  # fmt: skip
-        pairs = zip(inp.formats, deliverables, strict=True)
-        uploads += [(f"master_{fmt}", ref) for fmt, ref in pairs if fmt != "wav24"]
-        preview = deliver(preview_clip(master, rate), "mp3", "preview.mp3")
+        master_ref = upload(files.master, "wav24")
+        uploads = [("master_wav", master_ref)]
+        deliverables = []
+        for fmt, path in files.deliverables:
+            ref = master_ref if path == files.master else upload(path, fmt)
+            deliverables.append(ref)
+            if ref is not master_ref:
+                uploads.append((f"master_{fmt}", ref))
+        preview = upload(files.preview, "mp3")
         uploads.append(("preview_mp3", preview))
-        png = tmp / "overview.png"
-        render_overview_png(master, rate, png, title=f"{inp.job_id} · {tags.title[:60]}")
         overview_uri = self.store.put_file(self.store.settings.raw_bucket,
-                                           postprocess_key(inp.job_id, "overview.png"), png,
-                                           "image/png")  # fmt: skip
-
-        features = extract_features(master, rate, instruments=inp.instruments)
-        measurements = AudioMeasurements(
-            integrated_lufs=round(result.integrated_lufs, 2),
-            true_peak_dbtp=round(result.true_peak_dbtp, 2),
-            duration_s=master.shape[0] / rate,
-            sample_rate=rate,
-            loudness_range_lu=features.loudness_range_lu,
-            target_lufs=profile.target_lufs,
-        )
-        quality = assess_quality(
-            raw_samples, master, rate,
-            requested_duration_s=inp.requested_duration_s,
-            integrated_lufs=result.integrated_lufs, target_lufs=profile.target_lufs,
-        )  # fmt: skip
+                                           postprocess_key(inp.job_id, "overview.png"),
+                                           files.overview, "image/png")  # fmt: skip
         output = PostprocessOutput(
             master=master_ref,
-            measurements=measurements,
+            measurements=files.measurements,
             postprocess_version=POSTPROCESS_VERSION,
-            quality=quality,
+            quality=files.quality,
             profile=profile.name,
             deliverables=deliverables,
             preview=preview,
             overview_uri=overview_uri,
-            features=features,
+            features=files.features,
         )
         return _Mastered(output, uploads)
 

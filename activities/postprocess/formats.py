@@ -52,9 +52,18 @@ def tpdf_dither_to_16bit(samples: np.ndarray, seed: int) -> np.ndarray:
 
 
 def encode(
-    samples: np.ndarray, sample_rate: int, fmt: DeliveryFormat, path: Path, *, seed: int = 0
+    samples: np.ndarray,
+    sample_rate: int,
+    fmt: DeliveryFormat,
+    path: Path,
+    *,
+    seed: int = 0,
+    preview: bool = False,
 ) -> None:
-    """Write `samples` (float, (frames, channels)) to `path` in delivery format `fmt`."""
+    """Write `samples` (float, (frames, channels)) to `path` in delivery format `fmt`.
+
+    `preview` trades MP3 bitrate (≈ 120 instead of ≈ 190 kbit/s) for size and speed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "wav24":
         sf.write(path, samples, sample_rate, format="WAV", subtype="PCM_24")
@@ -64,9 +73,9 @@ def encode(
     elif fmt == "flac":
         sf.write(path, samples, sample_rate, format="FLAC", subtype="PCM_24")
     elif fmt == "mp3":
-        # compression_level 0.2 ≈ 190-200 kbit/s VBR (0 = best quality / highest bitrate).
+        # compression_level 0.2 ≈ 180-200 kbit/s VBR (0 = best quality / highest bitrate).
         sf.write(path, samples, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
-                 compression_level=0.2, bitrate_mode="VARIABLE")  # fmt: skip
+                 compression_level=0.5 if preview else 0.2, bitrate_mode="VARIABLE")  # fmt: skip
     elif fmt == "opus":
         data = samples if sample_rate == OPUS_RATE else soxr.resample(
             samples, sample_rate, OPUS_RATE, quality="VHQ"

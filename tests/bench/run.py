@@ -67,6 +67,35 @@ def bench_draft(seeds: int) -> None:
     print(f"  render median {med * 1000:.0f} ms  → realtime factor {30.0 / med:.0f}x")
 
 
+def bench_postprocess(seconds: float = 60.0) -> None:
+    """Realtime factor of mastering (everything `postprocess` does but the upload), one core."""
+    from activities.postprocess.formats import AudioTags
+    from activities.postprocess.pipeline import MasteringJob, master_files
+    from activities.postprocess.profiles import PROFILES
+    from schemas.request import DeliveryFormat
+
+    _, tokens = normalize_request({**REQUEST, "duration_s": seconds})
+    raw = DraftBackend().generate(tokens)
+    original = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(original)})
+    print(f"\npost-processing {seconds:g} s of draft audio, one core:")
+    try:
+        all_formats: list[DeliveryFormat] = ["wav24", "wav16", "flac", "mp3", "opus"]
+        for formats in (all_formats[::3], all_formats):  # wav24+mp3 (the default), then all
+            job = MasteringJob(profile=PROFILES["streaming"], formats=formats,
+                               tags=AudioTags("bench", "bench", "draft"),
+                               requested_duration_s=seconds, instruments=["piano"],
+                               seed=1)  # fmt: skip
+            with tempfile.TemporaryDirectory() as tmp:
+                started = time.perf_counter()
+                master_files(raw.samples, raw.sample_rate, job, Path(tmp))
+                took = time.perf_counter() - started
+            print(f"  formats {','.join(formats):<28} {took:6.2f} s  → realtime factor "
+                  f"{seconds / took:.0f}x")  # fmt: skip
+    finally:
+        os.sched_setaffinity(0, original)
+
+
 async def direct_pipeline(stack: LocalStack, registry: ModelRegistry, db: Database) -> float:
     """The same activity code as the workflow, called in-process one after another."""
     store = ObjectStore(stack.settings)
@@ -154,6 +183,7 @@ def main() -> None:
     args = parser.parse_args()
 
     bench_draft(args.seeds)
+    bench_postprocess()
     results: dict[str, dict[str, float]] = {}
     for name, tuned in (("stock dev server", False), ("tuned dev server", True)):
         home = Path(tempfile.mkdtemp(prefix="tunesmith-bench-"))
