@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
@@ -192,3 +193,44 @@ async def test_invalid_request_started_directly_fails_without_retrying(
     started = [e.activity_task_started_event_attributes for e in history.events
                if e.HasField("activity_task_started_event_attributes")]  # fmt: skip
     assert [s.attempt for s in started] == [1, 1]
+
+
+async def test_cancelled_job_is_recorded_and_not_published(
+    client: Client, db: Database, store: ObjectStore, settings: Settings
+) -> None:
+    handle = await client.submit(short_request(review="required", seed=17, duration_s=6.0))
+    await wait_for_stage(handle, Stage.AWAITING_REVIEW)
+    await client.temporal.get_workflow_handle(handle.job_id).cancel()
+    with pytest.raises(JobFailedError):
+        await handle.result()
+    for _ in range(50):  # the cleanup activity runs just before the workflow closes
+        job = await db.get_job(handle.job_id)
+        if job is not None and job["stage"] == "cancelled":
+            break
+        await asyncio.sleep(0.1)
+    assert job is not None and job["stage"] == "cancelled" and job["finished_at"] is not None
+    assert store.list_keys(settings.published_bucket, f"{handle.job_id}/") == []
+    assert await db.ledger(handle.job_id) == []
+
+
+async def test_job_id_that_already_finished_is_never_redone(client: Client, db: Database) -> None:
+    """If a finished job's history were gone, its id must not render or charge again."""
+    from schemas.jobs import GenerateTrackInput
+
+    first = await client.submit(short_request(seed=18, duration_s=5.0))
+    await first.result()
+    rerun = first.job_id
+    # As if the first history had expired: a new run for the same job id (under another
+    # workflow id, since Temporal still holds the first one).
+    await client.temporal.start_workflow(
+        "GenerateTrack",
+        GenerateTrackInput(job_id=rerun, request=short_request(seed=18).model_dump(mode="json")),
+        id=f"{rerun}-replayed",
+        task_queue="tunesmith-cpu",
+    )
+    with pytest.raises(JobFailedError) as info:
+        await client.get_handle(f"{rerun}-replayed").result()
+    assert info.value.error_type == "JobAlreadyFinished"
+    assert len(await db.ledger(first.job_id)) == 1
+    job = await db.get_job(first.job_id)
+    assert job is not None and job["stage"] == "published"  # the failed rerun cannot demote it
