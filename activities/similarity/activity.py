@@ -10,12 +10,15 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.review.policy import decide
+from activities.similarity.catalog_db import CatalogDB
+from activities.similarity.checker import SimilarityChecker, profile_file
 from activities.similarity.chromaprint import (
     ChromaprintUnavailableError,
     Fingerprint,
     FingerprintError,
     fingerprint_file,
 )
+from activities.similarity.melody import MelodyProfile
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import MISSING_DEPENDENCY
@@ -34,20 +37,23 @@ class SimilarityActivities:
         self.store = store
         self.db = db
 
-    def _fingerprint(self, inp: CheckSimilarityInput, tmp: Path) -> Fingerprint:
+    def _analyse(
+        self, inp: CheckSimilarityInput, tmp: Path
+    ) -> tuple[Fingerprint, MelodyProfile | None]:
         path = self.store.download(inp.master.uri, tmp / "master.wav")
-        return fingerprint_file(path)
+        return fingerprint_file(path), profile_file(path)
 
     @activity.defn(name="check_similarity")
     async def check_similarity(self, inp: CheckSimilarityInput) -> CheckSimilarityOutput:
-        """Fingerprint the master with Chromaprint and apply the review policy.
+        """Match the master against the catalog (fingerprint + melody), then apply the policy.
 
-        Matching against a catalog is not built yet: `matches` is always empty here.
+        A `block` risk (a fingerprint-verified copy) always goes to a human.
         """
         quality = inp.quality
+        profile: MelodyProfile | None = None
         try:
             with tempfile.TemporaryDirectory(prefix="tunesmith-sim-") as tmp:
-                fingerprint = await asyncio.to_thread(self._fingerprint, inp, Path(tmp))
+                fingerprint, profile = await asyncio.to_thread(self._analyse, inp, Path(tmp))
         except ChromaprintUnavailableError as exc:
             raise ApplicationError(str(exc), type=MISSING_DEPENDENCY, non_retryable=True) from None
         except FingerprintError as exc:
@@ -64,8 +70,11 @@ class SimilarityActivities:
                 sha256=fingerprint.sha256,
                 duration_s=fingerprint.duration_s,
             )
-        matches: list[SimilarityMatch] = []
-        risk: RiskLevel = "clear"
+        report = await SimilarityChecker(CatalogDB(self.db.pool)).check(
+            fingerprint.items if fingerprint else [], profile
+        )
+        matches: list[SimilarityMatch] = report.matches
+        risk: RiskLevel = report.risk
         recommendation = decide(
             review_mode=ReviewMode(inp.review_mode), quality=quality, risk=risk, matches=matches
         )
@@ -86,4 +95,5 @@ class SimilarityActivities:
             matches=matches,
             risk=risk,
             recommendation=recommendation,
+            risk_reasons=report.reasons,
         )

@@ -5,6 +5,7 @@ Prints:
 2. Per-job wall time of the same pipeline steps called directly in-process vs run as a
    GenerateTrack workflow on the embedded stack, with the dev server stock and tuned, and the
    ratios between them; plus where the workflow's time goes (task wait in the history).
+3. Similarity (fingerprint) query time with 1k and 10k catalog recordings, median and p95.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from schemas.jobs import (
     ReviewState,
 )
 from tests.bench.noop_pipeline import measure_noop_pipeline
+from tests.bench.similarity import bench_similarity
 from tests.conftest import make_settings
 from tunesmith import Client, GenerationRequest
 
@@ -213,6 +215,28 @@ def main() -> None:
     print(f"  stock dev server {stock['noop'] * 1000:6.0f} ms   "
           f"tuned {tuned_r['noop'] * 1000:6.0f} ms   "
           f"ratio {stock['noop'] / tuned_r['noop']:.1f}x")  # fmt: skip
+
+    similarity_section()
+
+
+async def _similarity_on(stack: LocalStack) -> None:
+    db = await Database.open(stack.settings)
+    try:
+        await bench_similarity(db)
+    finally:
+        await db.close()
+
+
+def similarity_section() -> None:
+    print("\nsimilarity: fingerprint lookup against the catalog, 30 s queries, synthetic items:")
+    home = Path(tempfile.mkdtemp(prefix="tunesmith-bench-"))
+    stack = LocalStack(make_settings(home))
+    try:
+        stack.up(workers=False, log=lambda _m: None)
+        asyncio.run(_similarity_on(stack))
+    finally:
+        stack.down(log=lambda _m: None)
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,136 @@
+"""Check audio against the catalog with both detectors and rate the risk.
+
+Used by the `check_similarity` activity and `tunesmith similarity check`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from activities.similarity import fingerprint_index, melody, risk
+from activities.similarity.catalog import IngestError, read_audio
+from activities.similarity.catalog_db import CatalogReader
+from activities.similarity.chromaprint import fingerprint_file
+from schemas.jobs import RiskLevel, SimilarityMatch
+
+
+@dataclass
+class SimilarityReport:
+    matches: list[SimilarityMatch] = field(default_factory=list)
+    risk: RiskLevel = "clear"
+    reasons: list[str] = field(default_factory=list)
+
+
+class SimilarityChecker:
+    """Fingerprint lookups through the inverted index, then melody comparison."""
+
+    def __init__(self, catalog: CatalogReader) -> None:
+        self.catalog = catalog
+
+    async def fingerprint_matches(self, items: list[int]) -> list[SimilarityMatch]:
+        """Catalog recordings whose audio is copied into `items`, best run per recording."""
+        query = fingerprint_index.as_items(items)
+        if query.size < fingerprint_index.MIN_RUN_ITEMS:
+            return []
+        postings = await self.catalog.postings(fingerprint_index.query_keys(query))
+        candidates = fingerprint_index.vote(query, postings)
+        if not candidates:
+            return []
+        references = await self.catalog.fingerprints(sorted({c[0] for c in candidates}))
+        best: dict[int, fingerprint_index.FingerprintAlignment] = {}
+        for rec, offset, _votes in candidates:
+            found = fingerprint_index.verify(
+                query, references[rec], offset, risk.FINGERPRINT_REVIEW_BER
+            )
+            if found and (rec not in best or found.items > best[rec].items):
+                best[rec] = found
+        names = await self.catalog.describe(list(best))
+        return [
+            SimilarityMatch(
+                recording_id=names[rec]["recording_id"],
+                title=names[rec]["title"],
+                method="fingerprint",
+                score=round(1.0 - a.bit_error_rate, 4),
+                query_offset_s=round(a.query_offset_s, 2),
+                recording_offset_s=round(a.reference_offset_s, 2),
+                duration_s=round(a.duration_s, 2),
+                risk=risk.fingerprint_risk(a.bit_error_rate),
+                bit_error_rate=round(a.bit_error_rate, 4),
+            )
+            for rec, a in best.items()
+        ]
+
+    async def melody_matches(self, query: melody.MelodyProfile) -> list[SimilarityMatch]:
+        """Catalog recordings whose tune the query follows (any key, beat-synchronous)."""
+        found: dict[int, tuple[melody.MelodyAlignment, melody.MelodyProfile]] = {}
+        async for batch in self.catalog.melodies():
+            scored = await asyncio.to_thread(_score_batch, query, batch)
+            found.update(scored)
+        names = await self.catalog.describe(list(found))
+        matches = []
+        for rec, (a, ref) in found.items():
+            q_times, r_times = query.beat_times, ref.beat_times
+            q_start = float(q_times[min(a.query_beat, len(q_times) - 1)])
+            r_end = min(a.reference_beat + melody.WINDOW_BEATS, len(r_times) - 1)
+            matches.append(
+                SimilarityMatch(
+                    recording_id=names[rec]["recording_id"],
+                    title=names[rec]["title"],
+                    method="melody",
+                    score=round(a.score, 4),
+                    query_offset_s=round(q_start, 2),
+                    recording_offset_s=round(float(r_times[a.reference_beat]), 2),
+                    duration_s=round(float(r_times[r_end] - r_times[a.reference_beat]), 2),
+                    risk=risk.melody_risk(a.score),
+                    semitones=melody.describe(a)["semitones"],
+                    tempo_factor=a.tempo_factor,
+                )
+            )
+        return matches
+
+    async def check(
+        self, items: list[int], profile: melody.MelodyProfile | None
+    ) -> SimilarityReport:
+        matches = await self.fingerprint_matches(items)
+        if profile is not None:
+            copied = {m.recording_id for m in matches}
+            matches += [
+                m for m in await self.melody_matches(profile) if m.recording_id not in copied
+            ]
+        matches.sort(key=lambda m: (m.risk != "block", m.risk != "review", -m.score))
+        level, reasons = risk.assess(matches)
+        return SimilarityReport(matches=matches, risk=level, reasons=reasons)
+
+    async def check_file(self, path: Path) -> SimilarityReport:
+        """Fingerprint + melody check of any audio file.
+
+        Raises:
+            FingerprintError: Chromaprint could not fingerprint the file.
+            IngestError: the file is not readable audio.
+        """
+        fp = await asyncio.to_thread(fingerprint_file, path)
+        profile = await asyncio.to_thread(profile_file, path)
+        return await self.check(fp.items, profile)
+
+
+def profile_file(path: Path) -> melody.MelodyProfile | None:
+    """Melody profile of a file, or None when it has too few beats to compare."""
+    try:
+        samples, sample_rate = read_audio(path)
+        return melody.profile(samples, sample_rate)
+    except (IngestError, melody.MelodyError):
+        return None
+
+
+def _score_batch(
+    query: melody.MelodyProfile, batch: list[tuple[int, bytes]]
+) -> dict[int, tuple[melody.MelodyAlignment, melody.MelodyProfile]]:
+    out = {}
+    for rec, data in batch:
+        ref = melody.MelodyProfile.from_bytes(data)
+        alignment = melody.best_alignment(query, ref)
+        if alignment is not None and alignment.score >= risk.MELODY_REVIEW_SCORE:
+            out[rec] = (alignment, ref)
+    return out
