@@ -1,3 +1,3 @@
-from tunesmith.cli import app
+from tunesmith.cli import main
 
-app()
+main()

@@ -424,3 +424,28 @@ from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # no
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(similarity_app, name="similarity")
 app.add_typer(eval_app, name="eval")
+
+
+def main() -> None:
+    """Console entry point: run the CLI, then leave without interpreter teardown.
+
+    The Temporal client's Rust runtime keeps threads that can call into Python while a
+    short-lived process finalizes, which aborts it with "PyGILState_Release ... finalizing"
+    (temporalio/sdk-python#300) even though the command itself succeeded. Flushing and
+    `os._exit` after the command has fully finished sidesteps that teardown.
+    """
+    import os
+    import traceback
+
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
