@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     heartbeat_timeout_s: float = Field(default=15.0, gt=0)
     soundfont_path: Path | None = None
     draft_price_cents_per_minute: int = 10
+    # Signs webhook bodies (X-Tunesmith-Signature: sha256=HMAC(secret, body)) when set.
+    webhook_secret: str | None = None
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
 
     # Workers
     worker_max_concurrent_activities: int = 4

@@ -17,6 +17,8 @@ NON_RETRYABLE_ERROR_TYPES: Final = [
 ]
 # Retryable: another worker may serve the model.
 UNKNOWN_MODEL: Final = "UnknownModel"
+# The webhook receiver refused the event (4xx): the job is still published.
+WEBHOOK_REJECTED: Final = "WebhookRejected"
 # Raised by the submit_review update's validator.
 REVIEW_NOT_ALLOWED: Final = "ReviewNotAllowed"
 

@@ -227,6 +227,15 @@ class PublishOutput(BaseModel):
     charge_cents: int
 
 
+class DeliverWebhooksInput(BaseModel):
+    job_id: str
+    callback_url: str
+
+
+class DeliverWebhooksOutput(BaseModel):
+    delivered: int
+
+
 class FinishJobInput(BaseModel):
     job_id: str
     stage: Stage

@@ -6,6 +6,7 @@ CPU_TASK_QUEUE: Final = "tunesmith-cpu"
 GPU_TASK_QUEUE: Final = "tunesmith-gpu"
 
 GENERATE_TRACK_WORKFLOW: Final = "GenerateTrack"
+DELIVER_JOB_EVENTS_WORKFLOW: Final = "DeliverJobEvents"
 REVIEW_SIGNAL: Final = "review"
 SUBMIT_REVIEW_UPDATE: Final = "submit_review"
 STATUS_QUERY: Final = "status"

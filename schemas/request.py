@@ -6,6 +6,7 @@ import hashlib
 import json
 from enum import StrEnum
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -68,6 +69,9 @@ class GenerationRequest(BaseModel):
     tenant: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = (
         "default"
     )
+    callback_url: Annotated[
+        str | None, Field(max_length=2000, description="POSTed job events (webhook)")
+    ] = None
 
     def sha256(self) -> str:
         """Stable hash of the validated request (canonical JSON): idempotency and provenance."""
@@ -83,6 +87,16 @@ class GenerationRequest(BaseModel):
                 f"limit of {limit:g} s"
             )
         return self
+
+    @field_validator("callback_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        parsed = urlparse(v)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"callback_url must be an http(s) URL, not {v!r}")
+        return v
 
     @field_validator("formats")
     @classmethod

@@ -37,8 +37,10 @@ def stack() -> Iterator[LocalStack]:
     home = Path(tempfile.mkdtemp(prefix="tunesmith-test-"))
     settings = make_settings(home)
     # Workers are child processes: they read the same settings from the environment.
-    previous = os.environ.get("TUNESMITH_HEARTBEAT_TIMEOUT_S")
-    os.environ["TUNESMITH_HEARTBEAT_TIMEOUT_S"] = str(settings.heartbeat_timeout_s)
+    overrides = {"TUNESMITH_HEARTBEAT_TIMEOUT_S": str(settings.heartbeat_timeout_s),
+                 "TUNESMITH_WEBHOOK_SECRET": "test-webhook-secret"}  # fmt: skip
+    previous = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
     local = LocalStack(settings)
     try:
         local.up(log=lambda _msg: None)
@@ -46,10 +48,11 @@ def stack() -> Iterator[LocalStack]:
     finally:
         local.down(log=lambda _msg: None)
         shutil.rmtree(home, ignore_errors=True)
-        if previous is None:
-            os.environ.pop("TUNESMITH_HEARTBEAT_TIMEOUT_S", None)
-        else:
-            os.environ["TUNESMITH_HEARTBEAT_TIMEOUT_S"] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture(scope="session")

@@ -163,6 +163,9 @@ def generate(
     formats: Annotated[
         str, typer.Option("--formats", help="Comma-separated: wav24,wav16,flac,mp3,opus")
     ] = "wav24,mp3",
+    callback_url: Annotated[
+        str | None, typer.Option(help="POST job events (published, rejected...) here")
+    ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends")] = False,
     out: Annotated[
         Path | None, typer.Option(help="Download the published files here (implies --wait)")
@@ -176,6 +179,7 @@ def generate(
         "instruments": [i for i in instruments.split(",") if i.strip()], "seed": seed,
         "tier": tier, "product": product, "review": review, "tenant": tenant,
         "profile": profile, "formats": [f.strip() for f in formats.split(",") if f.strip()],
+        "callback_url": callback_url,
     }  # fmt: skip
 
     async def main() -> None:

@@ -19,6 +19,7 @@ from activities.inference.registry import ModelRegistry
 from activities.jobs.activity import JobActivities
 from activities.postprocess.activity import PostprocessActivities
 from activities.publish.activity import PublishActivities
+from activities.publish.webhooks import WebhookActivities
 from activities.review.activity import ReviewActivities
 from activities.similarity.activity import SimilarityActivities
 from infra.db import Database
@@ -26,6 +27,7 @@ from infra.settings import Settings
 from infra.store import ObjectStore
 from infra.temporal import connect_temporal
 from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE
+from workflows.deliver_webhooks import DeliverJobEvents
 from workflows.generate_track import GenerateTrack
 
 log = logging.getLogger("tunesmith.worker")
@@ -42,6 +44,9 @@ def cpu_activities(
         ReviewActivities(db).record_review,
         PublishActivities(store, db, settings.draft_price_cents_per_minute).publish,
         JobActivities(db).finish_job,
+        WebhookActivities(
+            db, secret=settings.webhook_secret, timeout_s=settings.webhook_timeout_s
+        ).deliver_webhooks,
     ]
 
 
@@ -54,7 +59,7 @@ def build_worker(
         return Worker(
             client,
             task_queue=CPU_TASK_QUEUE,
-            workflows=[GenerateTrack],
+            workflows=[GenerateTrack, DeliverJobEvents],
             activities=cpu_activities(db, store, settings),
             max_concurrent_activities=settings.worker_max_concurrent_activities,
             # On SIGTERM, running steps get this long to finish before they are cancelled.

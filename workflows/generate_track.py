@@ -9,6 +9,7 @@ from typing import TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from schemas import names
@@ -16,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.jobs import (
         CheckSimilarityInput,
         CheckSimilarityOutput,
+        DeliverWebhooksInput,
         FinishJobInput,
         GenerateAudioInput,
         GenerateAudioOutput,
@@ -229,6 +231,8 @@ class GenerateTrack:
         )
 
         review_state, reasons = await self._review_gate(inp, checked)
+        if review_state in (ReviewState.REJECTED, ReviewState.EXPIRED):
+            await self._notify(job_id, normalized.request)
         result = GenerationResult(
             job_id=job_id,
             stage=self._status.stage,
@@ -263,6 +267,7 @@ class GenerateTrack:
         )
         self._status.artifacts.update(published.artifacts)
         self._set_stage(Stage.PUBLISHED)
+        await self._notify(job_id, normalized.request)
         return result.model_copy(
             update={
                 "stage": Stage.PUBLISHED,
@@ -270,6 +275,21 @@ class GenerateTrack:
                 "provenance_uri": published.provenance_uri,
                 "charge_cents": published.charge_cents,
             }
+        )
+
+    async def _notify(self, job_id: str, request: dict[str, object]) -> None:
+        """Hand the job's outbox events to an abandoned child that delivers them (if the request
+        has a callback URL), so the receiver's availability never holds up this workflow."""
+        callback_url = request.get("callback_url")
+        # Histories recorded before webhook delivery existed have no child here.
+        if not callback_url or not workflow.patched("deliver-webhooks-v1"):
+            return
+        await workflow.start_child_workflow(
+            names.DELIVER_JOB_EVENTS_WORKFLOW,
+            DeliverWebhooksInput(job_id=job_id, callback_url=str(callback_url)),
+            id=f"{job_id}-webhooks",
+            task_queue=names.CPU_TASK_QUEUE,
+            parent_close_policy=ParentClosePolicy.ABANDON,
         )
 
     async def _review_gate(

@@ -33,3 +33,11 @@ class ReviewActivities:
         await self.db.set_stage(
             inp.job_id, stage, review_state=inp.outcome.value, finished=finished
         )
+        if finished:  # rejected or expired: tell the requester (delivered if it gave a URL)
+            await self.db.enqueue_webhook(
+                inp.job_id,
+                event=f"job.{stage}",
+                payload={"job_id": inp.job_id, "review": inp.outcome.value,
+                         "reasons": inp.reasons,
+                         "note": decision.note if decision else None},
+            )  # fmt: skip

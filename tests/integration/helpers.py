@@ -9,6 +9,7 @@ import time
 
 from infra.stack import LocalStack
 from schemas.jobs import JobStatus, Stage
+from schemas.request import validate_request
 from tunesmith import GenerationRequest, JobHandle
 
 
@@ -17,7 +18,7 @@ def short_request(**changes: object) -> GenerationRequest:
                                "key": "A minor", "instruments": ["piano", "bass", "drums"],
                                "seed": 7}  # fmt: skip
     base.update(changes)
-    return GenerationRequest.model_validate(base)
+    return validate_request(base)
 
 
 async def wait_for_stage(handle: JobHandle, *stages: Stage, timeout_s: float = 90.0) -> JobStatus:
