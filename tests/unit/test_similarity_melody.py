@@ -33,7 +33,7 @@ def reference() -> melody.MelodyProfile:
 def test_profile_round_trips_through_bytes(reference: melody.MelodyProfile) -> None:
     again = melody.MelodyProfile.from_bytes(reference.to_bytes())
     assert np.allclose(again.chroma, reference.chroma)
-    assert reference.chroma.shape[1] == 12 and reference.chroma.shape[0] > 40
+    assert reference.chroma.shape[1] == 12 and reference.chroma.shape[0] > 80
 
 
 def test_transposed_and_faster_copy_matches(reference: melody.MelodyProfile) -> None:
@@ -52,3 +52,15 @@ def test_transposed_and_faster_copy_matches(reference: melody.MelodyProfile) -> 
 def test_silence_has_no_profile() -> None:
     with pytest.raises(melody.MelodyError):
         melody.profile(np.zeros(SR * 5, dtype=np.float32), SR)
+
+
+def test_profile_has_half_beat_steps(reference: melody.MelodyProfile) -> None:
+    # 64 notes at 110 BPM: about two steps per beat, evenly spaced at half the beat period.
+    steps = np.diff(reference.beat_times)
+    assert reference.chroma.shape[0] > 2 * 40
+    assert np.median(steps) == pytest.approx(60.0 / 110 / 2, rel=0.1)
+
+
+def test_subdivide_adds_midpoints() -> None:
+    out = melody._subdivide(np.array([0, 10, 30]), 2)
+    assert out.tolist() == [0, 5, 10, 20, 30]
