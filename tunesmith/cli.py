@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,9 +19,10 @@ from infra.db import Database, jsonable
 from infra.settings import Settings, get_settings
 from infra.stack import LocalStack
 from infra.store import ObjectStore, split_uri
-from schemas.errors import TunesmithError
+from schemas.errors import JobNotFoundError, TunesmithError
 from schemas.jobs import TERMINAL_STAGES, GenerationResult, JobStatus, Stage
-from schemas.request import GenerationRequest, Product, ReviewMode, Tier, validate_request
+from schemas.music import key_name, normalize_instrument, parse_key
+from schemas.request import Product, ReviewMode, Tier, validate_request
 from tunesmith.client import Client, JobHandle
 
 app = typer.Typer(help="tunesmith: durable AI music generation on Temporal.", no_args_is_help=True)
@@ -235,8 +237,6 @@ def jobs_list(
 async def _job_detail(db: Database, job_id: str) -> dict[str, Any]:
     job = await db.get_job(job_id)
     if job is None:
-        from schemas.errors import JobNotFoundError
-
         raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
     return {
         "job": jsonable(job),
@@ -259,8 +259,6 @@ def _range(text: str | None, what: str) -> tuple[float, float] | None:
     """ "120-130" → (120, 130); "120" → (120, 120); negative bounds allowed ("-16--14")."""
     if text is None:
         return None
-    import re
-
     m = re.fullmatch(r"\s*(-?\d+(?:\.\d+)?)\s*(?:-\s*(-?\d+(?:\.\d+)?))?\s*", text)
     if not m:
         raise TunesmithError(f"--{what} takes a number or a range like 120-130, not {text!r}")
@@ -285,8 +283,6 @@ def search(
     """Find generated audio by its stored features (no audio is downloaded)."""
 
     async def main() -> list[dict[str, Any]]:
-        from schemas.music import key_name, normalize_instrument, parse_key
-
         try:
             canonical_key = key_name(*parse_key(key)) if key else None
             inst = normalize_instrument(instrument) if instrument else None
@@ -420,8 +416,6 @@ def worker_gpu() -> None:
     """The GPU worker: model inference (tunesmith-gpu); keeps its models warm."""
     _worker("gpu")
 
-
-_ = GenerationRequest  # re-exported type used in help texts
 
 from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # noqa: E402
 

@@ -29,6 +29,7 @@ from infra.temporal import connect_temporal
 from schemas import names
 from schemas.errors import (
     IdempotencyConflictError,
+    InvalidRequestError,
     JobNotFoundError,
     ReviewNotAllowedError,
     TunesmithError,
@@ -187,8 +188,6 @@ class Client:
         digest = req.sha256()
         if idempotency_key is not None:
             if not idempotency_key.strip() or len(idempotency_key) > 200:
-                from schemas.errors import InvalidRequestError
-
                 raise InvalidRequestError("idempotency_key must be 1-200 non-blank characters")
             job_id = job_id_for(req.tenant, idempotency_key)
         else:
