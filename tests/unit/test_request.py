@@ -73,7 +73,7 @@ def test_normalize_is_deterministic_and_versioned() -> None:
     _, a = normalize_request(VALID)
     _, b = normalize_request(dict(VALID))
     assert a == b
-    assert a.controls_version == "controls-1"
+    assert a.controls_version == "controls-2"
     assert a.bars == 15  # 30 s at 120 BPM in 4/4 = 15 bars exactly
     assert [i.name for i in a.instruments] == ["piano", "bass", "drums"]
     assert a.instruments[2].is_drum and a.model_id == "draft"

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from activities.inference.backend import (
+    Capabilities,
     GeneratedAudio,
     ProgressCallback,
     UnsupportedControlsError,
@@ -34,6 +35,7 @@ class DraftBackend:
     sample_rate = 44100
     max_duration_s = 600.0
     channels = 2
+    capabilities = Capabilities(melody=True, stems=True, native_loops=True, max_window_s=600.0)
 
     def __init__(self, soundfont_path: Path | None = None) -> None:
         """Load the SoundFont (default: the General MIDI one pretty_midi ships).
