@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     s3_region: str = "us-east-1"
     raw_bucket: str = "tunesmith-raw"
     published_bucket: str = "tunesmith-published"
+    inputs_bucket: str = "tunesmith-inputs"  # uploaded MIDI melodies and reference audio
 
     # Pipeline behaviour
     review_timeout_s: float = Field(default=7 * 24 * 3600.0, gt=0)

@@ -47,7 +47,8 @@ class ObjectStore:
         )
 
     def ensure_buckets(self) -> None:
-        for bucket in (self.settings.raw_bucket, self.settings.published_bucket):
+        s = self.settings
+        for bucket in (s.raw_bucket, s.published_bucket, s.inputs_bucket):
             if not self.client.bucket_exists(bucket):
                 self.client.make_bucket(bucket)
 
@@ -79,6 +80,16 @@ class ObjectStore:
         src_bucket, src_key = split_uri(src_uri)
         self.client.copy_object(bucket, key, CopySource(src_bucket, src_key))
         return make_uri(bucket, key)
+
+    def size(self, uri: str) -> int | None:
+        """Size in bytes of the object at `uri`, or None when there is none."""
+        bucket, key = split_uri(uri)
+        try:
+            return int(self.client.stat_object(bucket, key).size or 0)
+        except S3Error as exc:
+            if exc.code in ("NoSuchKey", "NoSuchObject", "NotFound", "NoSuchBucket"):
+                return None
+            raise
 
     def exists(self, uri: str) -> bool:
         bucket, key = split_uri(uri)

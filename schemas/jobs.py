@@ -89,10 +89,12 @@ class GenerateAudioInput(BaseModel):
 
 
 class GenerateAudioOutput(BaseModel):
-    raw: AudioRef
+    raw: AudioRef  # the main audio: the track, the loop, the stems' mix or the top layer
     model_id: str
     model_version: str
     render_seconds: float
+    parts: dict[str, AudioRef] = Field(default_factory=dict)  # stems or layers, by name
+    main_part: str = "main"  # the name of `raw` among the parts ("mix", "combat", ...)
 
 
 class PostprocessInput(BaseModel):
@@ -105,6 +107,9 @@ class PostprocessInput(BaseModel):
     model: str = ""
     instruments: list[str] = Field(default_factory=list)
     seed: int = 0
+    tokens: ControlTokens | None = None  # product, bar grid and layers (None: older histories)
+    parts: dict[str, AudioRef] = Field(default_factory=dict)  # raw stems or layers
+    main_part: str = "main"
 
 
 class AudioMeasurements(BaseModel):
@@ -136,6 +141,16 @@ class AudioFeatures(BaseModel):
     embedding_model: str = "dsp-v1"
 
 
+class PartOutput(BaseModel):
+    """One mastered part of a stem pack or layer set."""
+
+    name: str
+    master: AudioRef
+    deliverables: list[AudioRef] = Field(default_factory=list)
+    integrated_lufs: float
+    true_peak_dbtp: float
+
+
 class PostprocessOutput(BaseModel):
     master: AudioRef  # internal 24-bit WAV master: what the checks analyse
     measurements: AudioMeasurements
@@ -147,6 +162,8 @@ class PostprocessOutput(BaseModel):
     overview_uri: str | None = None  # waveform + spectrogram PNG
     features: AudioFeatures | None = None
     compressed: AudioRef | None = None  # histories before postprocess-2 only
+    parts: list[PartOutput] = Field(default_factory=list)  # stems / layers
+    manifest: dict[str, Any] | None = None  # product manifest (grid, parts), see manifest.py
 
 
 class CheckSimilarityInput(BaseModel):

@@ -101,3 +101,71 @@ def normalize_instrument(name: str) -> str:
         known = ", ".join(sorted(GM_INSTRUMENTS))
         raise ValueError(f"unknown instrument {name!r}; known instruments: {known}")
     return slug
+
+
+# Instrument families: one word for a group of General MIDI instruments. "strings" and "drums"
+# stay single instruments (the GM ensemble programs); families name combinations.
+INSTRUMENT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "band": ("electric-guitar", "bass", "drums"),
+    "brass-section": ("trumpet", "trombone", "horn"),
+    "guitars": ("acoustic-guitar", "electric-guitar"),
+    "orchestra": ("strings", "horn", "flute", "contrabass"),
+    "rhythm-section": ("piano", "bass", "drums"),
+    "string-quartet": ("violin", "viola", "cello"),
+    "synths": ("synth-lead", "synth-pad", "synth-bass"),
+    "woodwinds": ("flute", "clarinet", "oboe"),
+}
+
+
+def expand_instruments(names: list[str]) -> list[str]:
+    """Canonical instrument names for `names`, families expanded, order kept, duplicates dropped.
+
+    Raises:
+        ValueError: a name is neither an instrument nor a family.
+    """
+    out: list[str] = []
+    for name in names:
+        slug = re.sub(r"[\s_]+", "-", name.strip().lower())
+        out.extend(INSTRUMENT_FAMILIES.get(slug) or (normalize_instrument(name),))
+    return list(dict.fromkeys(out))
+
+
+# Moods a request may name: each sets a default energy and a default mode when the request
+# leaves those open (explicit controls always win).
+MOODS: dict[str, tuple[float, Mode]] = {
+    "calm": (0.25, "major"),
+    "warm": (0.4, "major"),
+    "dreamy": (0.3, "major"),
+    "happy": (0.65, "major"),
+    "uplifting": (0.7, "major"),
+    "playful": (0.6, "major"),
+    "sad": (0.3, "minor"),
+    "melancholic": (0.35, "minor"),
+    "dark": (0.5, "minor"),
+    "tense": (0.65, "minor"),
+    "epic": (0.85, "minor"),
+    "aggressive": (0.95, "minor"),
+}
+
+STRUCTURE_SECTIONS = ("intro", "verse", "chorus", "bridge", "breakdown", "drop", "outro")
+
+_METER_RE = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{1,2})\s*$")
+METER_DENOMINATORS = (2, 4, 8, 16)
+
+
+def parse_meter(text: str) -> tuple[int, int]:
+    """Parse a time signature such as "4/4", "3/4", "6/8" or "7/8" into (numerator, denominator).
+
+    Raises:
+        ValueError: not a time signature, a numerator outside 1..16, or a denominator that is
+            not 2, 4, 8 or 16.
+    """
+    m = _METER_RE.match(text)
+    if not m:
+        raise ValueError(f"meter {text!r} is not a time signature like '4/4', '3/4' or '6/8'")
+    num, den = int(m.group(1)), int(m.group(2))
+    if not 1 <= num <= 16:
+        raise ValueError(f"meter {text!r}: beats per bar must be 1-16, not {num}")
+    if den not in METER_DENOMINATORS:
+        raise ValueError(f"meter {text!r}: the beat unit must be 2, 4, 8 or 16, not {den}")
+    return num, den

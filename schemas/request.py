@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.errors import InvalidRequestError
-from schemas.music import normalize_instrument, parse_key
+from schemas.music import MOODS, STRUCTURE_SECTIONS, expand_instruments, parse_key, parse_meter
 
 MIN_TEMPO_BPM = 30.0
 MAX_TEMPO_BPM = 300.0
@@ -35,9 +35,31 @@ DeliveryFormat = Literal["wav24", "wav16", "flac", "mp3", "opus"]
 
 
 class Product(StrEnum):
-    """Shape of the output."""
+    """Shape of the output.
+
+    track: one piece with intro/body/outro. loop: a whole number of bars that repeats without a
+    seam. stems: one file per instrument group plus the mix they sum to. layers: loops at
+    several intensities on one bar grid, for adaptive game music.
+    """
 
     TRACK = "track"
+    LOOP = "loop"
+    STEMS = "stems"
+    LAYERS = "layers"
+
+
+# Named intensities of a `layers` product and their energy (0..1).
+LAYER_ENERGY: dict[str, float] = {
+    "ambient": 0.15,
+    "calm": 0.25,
+    "explore": 0.4,
+    "tense": 0.55,
+    "action": 0.75,
+    "combat": 0.9,
+    "boss": 1.0,
+}
+DEFAULT_LAYERS = ("calm", "tense", "combat")
+INPUT_URI_PREFIX = "s3://"
 
 
 # The model backend serving each tier, and the longest output it renders in one job (its model
@@ -51,18 +73,32 @@ class GenerationRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prompt: Annotated[str, Field(min_length=1, max_length=2000)]
-    duration_s: Annotated[float, Field(gt=0, description="requested length in seconds")] = 30.0
-    tempo_bpm: Annotated[float, Field(ge=MIN_TEMPO_BPM, le=MAX_TEMPO_BPM)] = 120.0
-    key: str = "C major"
-    instruments: Annotated[list[str], Field(min_length=1, max_length=16)] = [
-        "piano",
-        "bass",
-        "drums",
-    ]
+    # Controls left as None are "open": a template, the MIDI melody or the reference audio may
+    # fill them, else a documented default applies (see activities/controls/normalize.py).
+    prompt: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
+    template: Annotated[
+        str | None, Field(max_length=100, description="prompt template id or id@version")
+    ] = None
+    variables: Annotated[dict[str, str], Field(max_length=20)] = {}
+    duration_s: Annotated[float | None, Field(gt=0, description="length in seconds")] = None
+    tempo_bpm: Annotated[
+        float | None, Field(ge=MIN_TEMPO_BPM, le=MAX_TEMPO_BPM, description="quarter notes/min")
+    ] = None
+    key: str | None = None
+    meter: str | None = None
+    instruments: Annotated[list[str] | None, Field(min_length=1, max_length=16)] = None
+    mood: str | None = None
+    energy: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
+    structure: Annotated[list[str] | None, Field(max_length=16)] = None
+    midi: Annotated[str | None, Field(max_length=1000, description="s3:// URI of a .mid")] = None
+    transpose_melody: bool = False  # move the MIDI melody into `key` instead of refusing
+    reference: Annotated[
+        str | None, Field(max_length=1000, description="s3:// URI of reference audio")
+    ] = None
+    layers: Annotated[list[str] | None, Field(min_length=1, max_length=6)] = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     tier: Tier = Tier.DRAFT
-    product: Product = Product.TRACK
+    product: Product | None = None
     review: ReviewMode = ReviewMode.AUTO
     profile: DeliveryProfileName = "streaming"
     formats: Annotated[list[DeliveryFormat], Field(min_length=1, max_length=5)] = ["wav24", "mp3"]
@@ -79,14 +115,74 @@ class GenerationRequest(BaseModel):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @model_validator(mode="after")
-    def _within_backend_limit(self) -> GenerationRequest:
+    def _coherent(self) -> GenerationRequest:
+        if self.prompt is None and self.template is None:
+            raise ValueError("give a prompt or a template")
         limit = TIER_MAX_DURATION_S[self.tier]
-        if self.duration_s > limit:
+        if self.duration_s is not None and self.duration_s > limit:
             raise ValueError(
                 f"duration_s {self.duration_s:g} s is over the {self.tier.value} backend's "
                 f"limit of {limit:g} s"
             )
+        if self.layers is not None and self.product not in (Product.LAYERS, None):
+            raise ValueError(f"layers are only for product 'layers', not {self.product}")
+        if self.variables and self.template is None:
+            raise ValueError("variables are only used with a template")
         return self
+
+    @field_validator("midi", "reference")
+    @classmethod
+    def _input_uri(cls, v: str | None) -> str | None:
+        if v is not None and (not v.startswith(INPUT_URI_PREFIX) or v.count("/") < 3):
+            raise ValueError(
+                f"must be an s3://bucket/key URI of an uploaded input (the SDK and CLI upload "
+                f"local files for you), not {v!r}"
+            )
+        return v
+
+    @field_validator("meter")
+    @classmethod
+    def _known_meter(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        num, den = parse_meter(v)
+        return f"{num}/{den}"
+
+    @field_validator("mood")
+    @classmethod
+    def _known_mood(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        mood = v.strip().lower()
+        if mood not in MOODS:
+            raise ValueError(f"unknown mood {v!r}; known moods: {', '.join(MOODS)}")
+        return mood
+
+    @field_validator("structure")
+    @classmethod
+    def _known_sections(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        sections = [s.strip().lower() for s in v]
+        unknown = [s for s in sections if s not in STRUCTURE_SECTIONS]
+        if unknown:
+            raise ValueError(
+                f"unknown structure section(s) {unknown}; known: {', '.join(STRUCTURE_SECTIONS)}"
+            )
+        return sections
+
+    @field_validator("layers")
+    @classmethod
+    def _known_layers(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        names = [name.strip().lower() for name in v]
+        unknown = [n for n in names if n not in LAYER_ENERGY]
+        if unknown:
+            raise ValueError(f"unknown layer(s) {unknown}; known: {', '.join(LAYER_ENERGY)}")
+        if len(set(names)) != len(names):
+            raise ValueError("layers must not repeat")
+        return sorted(names, key=LAYER_ENERGY.__getitem__)
 
     @field_validator("callback_url")
     @classmethod
@@ -105,23 +201,23 @@ class GenerationRequest(BaseModel):
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_not_blank(cls, v: str) -> str:
-        if not v.strip():
+    def _prompt_not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
             raise ValueError("prompt must not be empty")
-        return v.strip()
+        return v.strip() if v is not None else None
 
     @field_validator("key")
     @classmethod
-    def _known_key(cls, v: str) -> str:
-        parse_key(v)
+    def _known_key(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_key(v)
         return v
 
     @field_validator("instruments")
     @classmethod
-    def _known_instruments(cls, v: list[str]) -> list[str]:
-        canonical = [normalize_instrument(name) for name in v]
-        # Order-preserving de-duplication: "piano, Piano" is one instrument.
-        return list(dict.fromkeys(canonical))
+    def _known_instruments(cls, v: list[str] | None) -> list[str] | None:
+        # Families expand; order-preserving de-duplication: "piano, Piano" is one instrument.
+        return None if v is None else expand_instruments(v)
 
 
 def validate_request(data: object) -> GenerationRequest:

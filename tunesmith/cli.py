@@ -147,14 +147,44 @@ def _download(settings: Settings, artifacts: dict[str, str], out: Path) -> list[
 
 @app.command()
 def generate(
-    prompt: Annotated[str, typer.Argument(help="What the music should be")],
-    duration: Annotated[float, typer.Option(help="Length in seconds")] = 30.0,
-    tempo: Annotated[float, typer.Option(help="Tempo in BPM (30-300)")] = 120.0,
-    key: Annotated[str, typer.Option(help='Key, e.g. "A minor", "F# major"')] = "C major",
-    instruments: Annotated[str, typer.Option(help="Comma-separated")] = "piano,bass,drums",
+    prompt: Annotated[str | None, typer.Argument(help="What the music should be")] = None,
+    template: Annotated[
+        str | None, typer.Option(help="Prompt template id or id@version (see `templates list`)")
+    ] = None,
+    var: Annotated[
+        list[str] | None, typer.Option("--var", help="Template variable NAME=VALUE (repeat)")
+    ] = None,
+    duration: Annotated[float | None, typer.Option(help="Length in seconds [30]")] = None,
+    tempo: Annotated[
+        float | None, typer.Option(help="Quarter notes per minute, 30-300 [120]")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help='Key, e.g. "A minor" [C major]')] = None,
+    meter: Annotated[
+        str | None, typer.Option(help='Time signature, e.g. "3/4", "6/8" [4/4]')
+    ] = None,
+    instruments: Annotated[
+        str | None, typer.Option(help="Comma-separated instruments/families [piano,bass,drums]")
+    ] = None,
+    mood: Annotated[str | None, typer.Option(help="e.g. calm, happy, dark, tense, epic")] = None,
+    energy: Annotated[float | None, typer.Option(help="0 sparse .. 1 dense")] = None,
+    structure: Annotated[
+        str | None, typer.Option(help="Comma-separated sections, e.g. intro,verse,chorus,outro")
+    ] = None,
+    midi: Annotated[Path | None, typer.Option(help="A .mid melody to play")] = None,
+    transpose_melody: Annotated[
+        bool, typer.Option("--transpose-melody", help="Move the MIDI melody into --key")
+    ] = False,
+    reference: Annotated[
+        Path | None, typer.Option(help="Reference audio: fills tempo/key left open")
+    ] = None,
+    layers: Annotated[
+        str | None, typer.Option(help="layers product: e.g. calm,tense,combat")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same music)")] = 0,
     tier: Annotated[Tier, typer.Option(help="Quality tier / model family")] = Tier.DRAFT,
-    product: Annotated[Product, typer.Option(help="Output shape")] = Product.TRACK,
+    product: Annotated[
+        Product | None, typer.Option(help="track | loop | stems | layers [track]")
+    ] = None,
     review: Annotated[
         ReviewMode, typer.Option(help="auto: the policy decides; required: a human must")
     ] = ReviewMode.AUTO,
@@ -175,12 +205,28 @@ def generate(
     idempotency_key: Annotated[str | None, typer.Option(help="Same key, same job")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:  # fmt: skip
-    """Submit one generation job; prints the job id at once."""
+    """Submit one generation job; prints the job id at once.
+
+    Controls left out are filled by the template, the MIDI melody or the reference audio,
+    else by the defaults in brackets.
+    """
+    variables = {}
+    for item in var or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            err.print(f"[red]error:[/red] --var must be NAME=VALUE, not {item!r}")
+            raise typer.Exit(2)
+        variables[name.strip()] = value
+
+    def split(text: str | None) -> list[str] | None:
+        return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
+
     request_data = {
-        "prompt": prompt, "duration_s": duration, "tempo_bpm": tempo, "key": key,
-        "instruments": [i for i in instruments.split(",") if i.strip()], "seed": seed,
-        "tier": tier, "product": product, "review": review, "tenant": tenant,
-        "profile": profile, "formats": [f.strip() for f in formats.split(",") if f.strip()],
+        "prompt": prompt, "template": template, "variables": variables, "duration_s": duration,
+        "tempo_bpm": tempo, "key": key, "meter": meter, "instruments": split(instruments),
+        "mood": mood, "energy": energy, "structure": split(structure), "layers": split(layers),
+        "transpose_melody": transpose_melody, "seed": seed, "tier": tier, "product": product,
+        "review": review, "tenant": tenant, "profile": profile, "formats": split(formats),
         "callback_url": callback_url,
     }  # fmt: skip
 
@@ -188,7 +234,9 @@ def generate(
         request = validate_request(request_data)  # fail before connecting to anything
         settings = get_settings()
         client = await Client.connect(settings)
-        handle = await client.submit(request, idempotency_key=idempotency_key)
+        handle = await client.submit(
+            request, idempotency_key=idempotency_key, midi=midi, reference=reference
+        )
         console.print(f"job {handle.job_id}  ({handle.web_url})")
         if not (wait or out):
             return
@@ -417,7 +465,11 @@ def worker_gpu() -> None:
     _worker("gpu")
 
 
+from tunesmith.cli_controls import eval_controls, templates_app  # noqa: E402
 from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # noqa: E402
+
+eval_app.command("controls")(eval_controls)
+app.add_typer(templates_app, name="templates")
 
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(similarity_app, name="similarity")

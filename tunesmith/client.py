@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
+from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from temporalio.client import (
@@ -24,9 +27,17 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.controls.inputs import (
+    analyse_local_inputs,
+    load_stored_inputs,
+    upload_local_inputs,
+)
+from activities.controls.normalize import ControlInputs, normalize_request
 from infra.settings import Settings, get_settings
+from infra.store import ObjectStore
 from infra.temporal import connect_temporal
 from schemas import names
+from schemas.controls import ControlTokens
 from schemas.errors import (
     IdempotencyConflictError,
     InvalidRequestError,
@@ -42,7 +53,7 @@ from schemas.jobs import (
     ReviewState,
     Stage,
 )
-from schemas.request import TIER_MODEL, GenerationRequest, validate_request
+from schemas.request import GenerationRequest, validate_request
 
 _MEMO_REQUEST_SHA = "request_sha256"
 
@@ -173,18 +184,41 @@ class Client:
     def get_handle(self, job_id: str) -> JobHandle:
         return JobHandle(self, job_id)
 
+    @cached_property
+    def store(self) -> ObjectStore:
+        """The artifact store (inputs are uploaded here; outputs are read from here)."""
+        return ObjectStore(self.settings)
+
     async def submit(
-        self, request: GenerationRequest | dict[str, Any], idempotency_key: str | None = None
+        self,
+        request: GenerationRequest | dict[str, Any],
+        idempotency_key: str | None = None,
+        *,
+        midi: Path | str | None = None,
+        reference: Path | str | None = None,
     ) -> JobHandle:
         """Validate `request` and start its job; returns at once.
 
+        `midi` (a .mid melody) and `reference` (an audio file) are local files: they are
+        checked and analysed here, then uploaded, and the request refers to them by URI.
+        The whole request is normalized here first (templates, melody, reference), so bad input
+        fails before anything is uploaded, started or charged.
         With an idempotency key, submitting again returns the same job (never a second one).
 
         Raises:
-            InvalidRequestError: the request is invalid; nothing was started.
+            InvalidRequestError: the request or an input file is invalid; nothing was started.
             IdempotencyConflictError: the key was used before with a different request.
         """
         req = validate_request(request)
+        midi_path = Path(midi) if midi is not None else None
+        ref_path = Path(reference) if reference is not None else None
+        if midi_path is not None and req.midi is not None:
+            raise InvalidRequestError("give the MIDI melody as a file or as a URI, not both")
+        if ref_path is not None and req.reference is not None:
+            raise InvalidRequestError("give the reference as a file or as a URI, not both")
+        req, tokens = await asyncio.to_thread(self._preflight, req, midi_path, ref_path)
+        if midi_path is not None or ref_path is not None:
+            await asyncio.to_thread(upload_local_inputs, self.store, midi_path, ref_path)
         digest = req.sha256()
         if idempotency_key is not None:
             if not idempotency_key.strip() or len(idempotency_key) > 200:
@@ -201,10 +235,10 @@ class Client:
                     SearchAttributeKey.for_keyword(names.SA_REVIEW_STATE), ReviewState.PENDING.value
                 ),
                 SearchAttributePair(
-                    SearchAttributeKey.for_keyword(names.SA_MODEL), TIER_MODEL[req.tier]
+                    SearchAttributeKey.for_keyword(names.SA_MODEL), tokens.model_id
                 ),
                 SearchAttributePair(
-                    SearchAttributeKey.for_keyword(names.SA_PRODUCT), req.product.value
+                    SearchAttributeKey.for_keyword(names.SA_PRODUCT), tokens.product
                 ),
                 SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_TENANT), req.tenant),
             ]
@@ -235,6 +269,19 @@ class Client:
         if idempotency_key is not None:
             await self._check_same_request(job_id, digest)
         return JobHandle(self, job_id)
+
+    def _preflight(
+        self, req: GenerationRequest, midi: Path | None, reference: Path | None
+    ) -> tuple[GenerationRequest, ControlTokens]:
+        """Analyse the inputs and normalize the request exactly as the workflow will."""
+        fields, local = analyse_local_inputs(midi, reference, self.settings.inputs_bucket)
+        if fields:
+            req = validate_request(req.model_dump(mode="json") | fields)
+        # Inputs the request names by URI (uploaded earlier) are checked in the store.
+        stored = load_stored_inputs(req.model_copy(update=dict.fromkeys(fields)), self.store)
+        inputs = ControlInputs(melody=local.melody or stored.melody,
+                               reference=local.reference or stored.reference)  # fmt: skip
+        return normalize_request(req, inputs)
 
     async def _check_same_request(self, job_id: str, digest: str) -> None:
         desc = await self.temporal.get_workflow_handle(job_id).describe()

@@ -38,7 +38,7 @@ def cpu_activities(
 ) -> list[Callable[..., Awaitable[object]]]:
     """Every activity the CPU queue serves, bound to its dependencies."""
     return [
-        ControlActivities(db).normalize_controls,
+        ControlActivities(db, store).normalize_controls,
         PostprocessActivities(store, db).postprocess,
         SimilarityActivities(store, db).check_similarity,
         ReviewActivities(db).record_review,

@@ -209,9 +209,13 @@ class GenerateTrack:
                 model=f"{generated.model_id} {generated.model_version}",
                 instruments=[i.name for i in tokens.instruments],
                 seed=tokens.seed,
+                tokens=tokens,
+                parts=generated.parts,
+                main_part=generated.main_part,
             ),
             PostprocessOutput,
-            120 + tokens.duration_s,
+            # Loops are mastered as three or more repeats; every part is mastered like the main.
+            120 + tokens.duration_s * (1 + len(generated.parts)) * (3 if tokens.loop else 1),
         )
         self._status.artifacts["master_wav"] = post.master.uri
 

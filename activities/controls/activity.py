@@ -2,31 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.controls.inputs import load_stored_inputs
 from activities.controls.normalize import normalize_request
 from infra.db import Database
+from infra.store import ObjectStore
 from schemas.errors import INVALID_REQUEST, JOB_ALREADY_FINISHED, InvalidRequestError
 from schemas.jobs import NormalizeInput, NormalizeOutput
+from schemas.request import validate_request
 
 
 class ControlActivities:
-    """The CPU queue's first step, bound to the metadata DB."""
+    """The CPU queue's first step, bound to the metadata DB and the object store (inputs)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, store: ObjectStore) -> None:
         self.db = db
+        self.store = store
 
     @activity.defn(name="normalize_controls")
     async def normalize_controls(self, inp: NormalizeInput) -> NormalizeOutput:
-        """Validate the request, normalize it to ControlTokens and record the job row.
+        """Validate the request, load and analyse its inputs (MIDI, reference audio), normalize
+        it to ControlTokens and record the job row.
 
         Raises:
-            ApplicationError: type `InvalidRequest`, non-retryable, when the request is invalid;
-                nothing is written in that case.
+            ApplicationError: type `InvalidRequest`, non-retryable, when the request or an input
+                is invalid; nothing is written in that case.
         """
         try:
-            request, tokens = normalize_request(inp.request)
+            request = validate_request(inp.request)
+            inputs = await asyncio.to_thread(load_stored_inputs, request, self.store)
+            request, tokens = normalize_request(request, inputs)
         except InvalidRequestError as exc:
             raise ApplicationError(
                 str(exc), {"problems": exc.problems}, type=INVALID_REQUEST, non_retryable=True

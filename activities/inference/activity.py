@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from temporalio import activity
@@ -13,16 +15,35 @@ from temporalio.exceptions import ApplicationError
 
 from activities.audio_io import CONTENT_TYPES, describe, write_wav
 from activities.inference.backend import UnsupportedControlsError
+from activities.inference.products import render_product
 from activities.inference.registry import ModelRegistry, UnknownModelError
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import BACKEND_LIMIT, INVALID_REQUEST, UNKNOWN_MODEL
-from schemas.jobs import GenerateAudioInput, GenerateAudioOutput
+from schemas.jobs import AudioRef, GenerateAudioInput, GenerateAudioOutput
 
 
-def raw_key(job_id: str) -> str:
-    """Object key of a job's raw render: job id + step, never the attempt."""
-    return f"{job_id}/generate_audio/raw.wav"
+def raw_key(job_id: str, part: str | None = None) -> str:
+    """Object key of a job's raw render (or one part of it): job id + step, never the attempt."""
+    return f"{job_id}/generate_audio/{'raw' if part is None else 'part-' + part}.wav"
+
+
+@contextlib.asynccontextmanager
+async def _heartbeating(detail: dict[str, object], every_s: float = 1.0) -> AsyncIterator[None]:
+    """Heartbeat `detail` every `every_s` seconds while the body runs (uploads, writes)."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat(detail)
+            await asyncio.sleep(every_s)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class InferenceActivities:
@@ -62,7 +83,7 @@ class InferenceActivities:
         activity.heartbeat({"stage": "generating", "progress": 0.0})
         started = time.perf_counter()
         try:
-            audio = await asyncio.to_thread(backend.generate, tokens, progress)
+            product = await asyncio.to_thread(render_product, backend, tokens, progress)
         except UnsupportedControlsError as exc:
             # The backend refuses these controls; rendering them again cannot succeed.
             raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from None
@@ -70,25 +91,32 @@ class InferenceActivities:
 
         # A long render is ~160 MB of WAV: keep heartbeating while it is written and uploaded,
         # or the heartbeat timeout would declare this worker dead and render it all again.
-        with tempfile.TemporaryDirectory(prefix="tunesmith-gen-") as tmp:
-            path = Path(tmp) / "raw.wav"
-            activity.heartbeat({"stage": "writing", "progress": 1.0})
-            await asyncio.to_thread(write_wav, path, audio.samples, audio.sample_rate)
-            activity.heartbeat({"stage": "uploading", "progress": 1.0})
-            uri = await asyncio.to_thread(
-                self.store.put_file,
-                self.store.settings.raw_bucket,
-                raw_key(inp.job_id),
-                path,
-                CONTENT_TYPES["wav"],
+        def store_wav(samples: object, key: str, path: Path) -> AudioRef:
+            write_wav(path, samples, product.sample_rate)  # type: ignore[arg-type]
+            uri = self.store.put_file(
+                self.store.settings.raw_bucket, key, path, CONTENT_TYPES["wav"]
             )
-            activity.heartbeat({"stage": "hashing", "progress": 1.0})
-            ref = await asyncio.to_thread(describe, path, uri, "wav")
+            return describe(path, uri, "wav")
+
+        parts: dict[str, AudioRef] = {}
+        with tempfile.TemporaryDirectory(prefix="tunesmith-gen-") as tmp:
+            async with _heartbeating({"stage": "uploading", "progress": 1.0}):
+                ref = await asyncio.to_thread(
+                    store_wav, product.main, raw_key(inp.job_id), Path(tmp) / "raw.wav"
+                )
+                for name, samples in product.parts.items():
+                    parts[name] = await asyncio.to_thread(
+                        store_wav, samples, raw_key(inp.job_id, name), Path(tmp) / f"{name}.wav"
+                    )
         await self.db.upsert_artifact(inp.job_id, "raw", **ref.model_dump())
+        for name, part_ref in parts.items():
+            await self.db.upsert_artifact(inp.job_id, f"raw_part_{name}", **part_ref.model_dump())
         await self.db.set_stage(inp.job_id, "postprocessing", model_version=backend.model_version)
         return GenerateAudioOutput(
             raw=ref,
             model_id=backend.model_id,
             model_version=backend.model_version,
             render_seconds=render_seconds,
+            parts=parts,
+            main_part=product.main_name,
         )

@@ -13,12 +13,13 @@ from temporalio.exceptions import ApplicationError
 from activities.audio_io import describe, read_audio
 from activities.postprocess.formats import FORMATS, AudioTags
 from activities.postprocess.loudness import POSTPROCESS_VERSION
+from activities.postprocess.manifest import build_manifest
 from activities.postprocess.pipeline import MasteringJob, master_files
 from activities.postprocess.profiles import PROFILES
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import INVALID_REQUEST, UNMASTERABLE_AUDIO
-from schemas.jobs import AudioRef, PostprocessInput, PostprocessOutput
+from schemas.jobs import AudioRef, PartOutput, PostprocessInput, PostprocessOutput
 
 
 def postprocess_key(job_id: str, name: str) -> str:
@@ -51,6 +52,11 @@ class PostprocessActivities:
             raise ApplicationError(f"unknown delivery profile {inp.profile!r}",
                                    type=INVALID_REQUEST, non_retryable=True)  # fmt: skip
         raw, rate = read_audio(self.store.download(inp.raw.uri, tmp / "raw.wav"))
+        parts = {name: read_audio(self.store.download(ref.uri, tmp / f"raw-{name}.wav"))[0]
+                 for name, ref in inp.parts.items()}  # fmt: skip
+        tokens = inp.tokens
+        loop_frames = (round(tokens.duration_s * profile.sample_rate)
+                       if tokens is not None and tokens.loop else None)  # fmt: skip
         job = MasteringJob(
             profile=profile,
             formats=inp.formats,  # type: ignore[arg-type]  # validated with the request
@@ -58,6 +64,9 @@ class PostprocessActivities:
             requested_duration_s=inp.requested_duration_s,
             instruments=inp.instruments,
             seed=inp.seed,
+            loop_frames=loop_frames,
+            parts=parts,
+            link="static" if tokens is not None and tokens.product == "layers" else "curve",
         )
         try:
             files = master_files(raw, rate, job, tmp)
@@ -76,6 +85,20 @@ class PostprocessActivities:
             deliverables.append(ref)
             if ref is not master_ref:
                 uploads.append((f"master_{fmt}", ref))
+        part_outputs = []
+        for part in files.parts:
+            part_ref = upload(part.master, "wav24")
+            uploads.append((f"part_{part.name}_wav", part_ref))
+            part_deliverables = []
+            for fmt, path in part.deliverables:
+                ref = part_ref if path == part.master else upload(path, fmt)
+                part_deliverables.append(ref)
+                if ref is not part_ref:
+                    uploads.append((f"part_{part.name}_{fmt}", ref))
+            part_outputs.append(PartOutput(name=part.name, master=part_ref,
+                                           deliverables=part_deliverables,
+                                           integrated_lufs=part.integrated_lufs,
+                                           true_peak_dbtp=part.true_peak_dbtp))  # fmt: skip
         preview = upload(files.preview, "mp3")
         uploads.append(("preview_mp3", preview))
         overview_uri = self.store.put_file(self.store.settings.raw_bucket,
@@ -91,6 +114,10 @@ class PostprocessActivities:
             preview=preview,
             overview_uri=overview_uri,
             features=files.features,
+            parts=part_outputs,
+            manifest=build_manifest(tokens, master_ref, part_outputs, inp.main_part)
+            if tokens is not None and (tokens.loop or part_outputs)
+            else None,
         )
         return _Mastered(output, uploads)
 
@@ -102,7 +129,11 @@ class PostprocessActivities:
             mastered = await asyncio.to_thread(self._master, inp, Path(tmp))
         out = mastered.output
         m, f = out.measurements, out.features
+        part_levels = {p.name: (p.integrated_lufs, p.true_peak_dbtp) for p in out.parts}
         for kind, ref in mastered.uploads:
+            lufs, peak = m.integrated_lufs, m.true_peak_dbtp
+            if kind.startswith("part_"):  # part_<name>_<format>
+                lufs, peak = part_levels[kind.removeprefix("part_").rsplit("_", 1)[0]]
             extra = {}
             if kind == "master_wav" and f is not None:
                 extra = {"loudness_range_lu": f.loudness_range_lu, "tempo_bpm": f.tempo_bpm,
@@ -112,7 +143,7 @@ class PostprocessActivities:
                                       "quality": out.quality.model_dump()}}  # fmt: skip
             await self.db.upsert_artifact(
                 inp.job_id, kind, **ref.model_dump(),
-                integrated_lufs=m.integrated_lufs, true_peak_dbtp=m.true_peak_dbtp, **extra,
+                integrated_lufs=lufs, true_peak_dbtp=peak, **extra,
             )  # fmt: skip
         await self.db.set_stage(inp.job_id, "checking")
         return out

@@ -51,9 +51,12 @@ class LoudnessResult:
     integrated_lufs: float
     true_peak_dbtp: float
     gain_db: float
+    # The gain applied to every sample (static gain x limiter curve): applying it to parts of
+    # the input (stems) gives parts of the output that still sum to it.
+    gain: np.ndarray
 
 
-def _peak_envelope(samples: np.ndarray) -> np.ndarray:
+def peak_envelope(samples: np.ndarray) -> np.ndarray:
     """Per-sample true-peak envelope: max over channels of |x| at the 4 interpolated phases.
 
     Four 12-tap convolutions per channel at the base rate; the same numbers as
@@ -73,7 +76,7 @@ def true_peak_dbtp(samples: np.ndarray) -> float:
     """Maximum true peak over all channels in dBTP (4x polyphase oversampling, BS.1770-4)."""
     if samples.size == 0:
         return -np.inf
-    peak = float(_peak_envelope(samples).max())
+    peak = float(peak_envelope(samples).max())
     return 20.0 * np.log10(peak) if peak > 0 else -np.inf
 
 
@@ -82,24 +85,21 @@ def integrated_lufs(samples: np.ndarray, sample_rate: int) -> float:
     return float(meter.integrated_loudness(samples))
 
 
-def _limit(
-    samples: np.ndarray, peak: np.ndarray, sample_rate: int, ceiling_db: float
-) -> np.ndarray:
-    """Look-ahead limiter: smooth gain reduction so the true peak stays under `ceiling_db`.
+def limiter_gain(peak: np.ndarray, sample_rate: int, ceiling_db: float) -> np.ndarray:
+    """Look-ahead limiter: the smooth gain curve that keeps the true peak under `ceiling_db`.
 
-    `peak` is the signal's true-peak envelope (`_peak_envelope`).
+    `peak` is the signal's true-peak envelope (`peak_envelope`).
     """
     ceiling = 10.0 ** (ceiling_db / 20.0)
     needed = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
     if needed.min() >= 1.0:
-        return samples
+        return np.ones_like(needed)
     window = max(1, int(0.005 * sample_rate))  # 5 ms look-ahead / attack
     # Hold the minimum gain over the window, then smooth it: the gain is already down when the
     # peak arrives, and it never jumps (no clicks).
     held = -maximum_filter1d(-needed, size=2 * window + 1)
     smooth = uniform_filter1d(held, size=2 * window + 1)
-    gain = np.minimum(smooth, held)
-    return samples * gain[:, None]
+    return np.minimum(smooth, held)
 
 
 def normalize_loudness(
@@ -115,19 +115,23 @@ def normalize_loudness(
     if not np.isfinite(measured) or measured < _SILENCE_LUFS:
         raise ValueError("audio is silent: cannot normalize loudness")
     total_gain_db = 0.0
+    gain = np.ones(x.shape[0])
     # A margin under the ceiling absorbs what the oversampled estimate misses.
     limit_db = ceiling_dbtp - 0.1
     for _ in range(4):
         step_db = target_lufs - measured
         total_gain_db += step_db
         x = x * 10.0 ** (step_db / 20.0)
-        x = _limit(x, _peak_envelope(x), sample_rate, limit_db)
+        curve = limiter_gain(peak_envelope(x), sample_rate, limit_db)
+        x = x * curve[:, None]
+        gain *= 10.0 ** (step_db / 20.0) * curve
         measured = integrated_lufs(x, sample_rate)
         if abs(measured - target_lufs) <= 0.1:
             break
     peak = true_peak_dbtp(x)
     if peak > ceiling_dbtp:  # never ship over the ceiling, even at the cost of loudness
         x = x * 10.0 ** ((limit_db - peak) / 20.0)
+        gain *= 10.0 ** ((limit_db - peak) / 20.0)
         peak = true_peak_dbtp(x)
         measured = integrated_lufs(x, sample_rate)
     return LoudnessResult(
@@ -135,4 +139,5 @@ def normalize_loudness(
         integrated_lufs=measured,
         true_peak_dbtp=peak,
         gain_db=total_gain_db,
+        gain=gain,
     )

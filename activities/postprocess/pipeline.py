@@ -6,8 +6,10 @@ wraps it with download, upload and bookkeeping.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import soxr
@@ -15,7 +17,13 @@ from pedalboard import HighpassFilter, Pedalboard
 
 from activities.postprocess.features import extract_features
 from activities.postprocess.formats import FORMATS, AudioTags, encode, write_tags
-from activities.postprocess.loudness import normalize_loudness
+from activities.postprocess.loudness import (
+    integrated_lufs,
+    limiter_gain,
+    normalize_loudness,
+    peak_envelope,
+    true_peak_dbtp,
+)
 from activities.postprocess.preview import preview_clip, render_overview_png
 from activities.postprocess.profiles import DeliveryProfile
 from activities.postprocess.quality import assess_quality
@@ -36,6 +44,23 @@ class MasteringJob:
     requested_duration_s: float
     instruments: list[str]
     seed: int
+    # Loops: master as one period of the endlessly repeated audio, exactly `loop_frames` frames
+    # at the delivery rate, so the master repeats without a seam too.
+    loop_frames: int | None = None
+    # Parts (stems, layers) and how they follow the main audio's mastering: "curve" applies
+    # the main's exact gain curve (stems keep summing to the mix), "static" its static gain
+    # with each part's own limiter (layers keep their relative levels).
+    parts: dict[str, np.ndarray] = field(default_factory=dict)
+    link: Literal["curve", "static"] = "curve"
+
+
+@dataclass(frozen=True)
+class MasteredPart:
+    name: str
+    master: Path
+    deliverables: list[tuple[DeliveryFormat, Path]]
+    integrated_lufs: float
+    true_peak_dbtp: float
 
 
 @dataclass(frozen=True)
@@ -49,22 +74,47 @@ class MasteredFiles:
     measurements: AudioMeasurements
     features: AudioFeatures
     quality: QualityReport
+    parts: list[MasteredPart] = field(default_factory=list)
+
+
+def _condition(x: np.ndarray, rate: int, out_rate: int, loop_frames: int | None) -> np.ndarray:
+    """High-pass and resample `x`. For a loop, returns the loop repeated (an odd number of
+    times, ≥ 6 s) with period exactly `loop_frames`: filters see the audio that precedes and
+    follows the middle copy when the loop is played in a cycle."""
+    highpass = Pedalboard([HighpassFilter(cutoff_frequency_hz=HIGHPASS_HZ)])
+    if loop_frames is None:
+        y = highpass(x.T.copy(), rate).T
+        return soxr.resample(y, rate, out_rate, quality="VHQ") if rate != out_rate else y
+    n = x.shape[0]
+    reps = 2 * max(1, math.ceil(3.0 * rate / n)) + 1
+    y = highpass(np.tile(x, (reps, 1)).T.copy(), rate).T
+    # Resampling by exactly loop_frames/n (not out_rate/rate) keeps the period a whole number
+    # of samples; the difference is a pitch change of a few millionths of a semitone.
+    return soxr.resample(y, n, loop_frames, quality="VHQ") if n != loop_frames else y
+
+
+def _middle(x: np.ndarray, loop_frames: int | None) -> np.ndarray:
+    """The middle period of a repeated loop (or `x` itself)."""
+    if loop_frames is None:
+        return x
+    mid = (x.shape[0] // loop_frames) // 2
+    return x[mid * loop_frames : (mid + 1) * loop_frames]
 
 
 def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -> MasteredFiles:
-    """High-pass, resample, loudness-normalize, encode and analyse `raw` (frames, channels).
+    """High-pass, resample, loudness-normalize, encode and analyse `raw` (frames, channels),
+    and master `job.parts` linked to it.
 
     Raises:
         ValueError: the audio is silent (nothing to master).
     """
     profile = job.profile
-    cleaned = Pedalboard([HighpassFilter(cutoff_frequency_hz=HIGHPASS_HZ)])(raw.T.copy(), rate).T
-    if rate != profile.sample_rate:
-        cleaned = soxr.resample(cleaned, rate, profile.sample_rate, quality="VHQ")
-        rate = profile.sample_rate
+    raw_rate = rate
+    cleaned = _condition(raw, rate, profile.sample_rate, job.loop_frames)
+    rate = profile.sample_rate
     result = normalize_loudness(cleaned, rate, target_lufs=profile.target_lufs,
                                 ceiling_dbtp=profile.true_peak_dbtp)  # fmt: skip
-    master = result.samples
+    master = _middle(result.samples, job.loop_frames)
 
     def write(samples: np.ndarray, fmt: DeliveryFormat, name: str) -> Path:
         path = workdir / name
@@ -72,10 +122,29 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
         write_tags(path, fmt, job.tags)
         return path
 
-    master_path = write(master, "wav24", "master.wav")
-    deliverables = [(fmt, master_path if fmt == "wav24" else
-                     write(master, fmt, f"master.{FORMATS[fmt].extension}"))
-                    for fmt in job.formats]  # fmt: skip
+    def deliver(samples: np.ndarray, stem: str) -> tuple[Path, list[tuple[DeliveryFormat, Path]]]:
+        wav = write(samples, "wav24", f"{stem}.wav")
+        return wav, [(fmt, wav if fmt == "wav24" else
+                      write(samples, fmt, f"{stem}.{FORMATS[fmt].extension}"))
+                     for fmt in job.formats]  # fmt: skip
+
+    master_path, deliverables = deliver(master, "master")
+    parts = []
+    for name, part_raw in job.parts.items():
+        part = _condition(part_raw, raw_rate, rate, job.loop_frames)
+        if job.link == "curve":
+            part = part * result.gain[:, None]
+        else:
+            part = part * 10.0 ** (result.gain_db / 20.0)
+            part = (
+                part
+                * limiter_gain(peak_envelope(part), rate, profile.true_peak_dbtp - 0.1)[:, None]
+            )
+        part = _middle(part, job.loop_frames).astype(np.float32)
+        part_master, part_files = deliver(part, f"part-{name}")
+        parts.append(MasteredPart(name, part_master, part_files,
+                                  integrated_lufs(part.astype(np.float64), rate),
+                                  true_peak_dbtp(part)))  # fmt: skip
     preview = write(preview_clip(master, rate), "mp3", "preview.mp3")
     overview = workdir / "overview.png"
     render_overview_png(master, rate, overview, title=f"{job.tags.job_id} · {job.tags.title[:60]}")
@@ -94,4 +163,4 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
         integrated_lufs=result.integrated_lufs, target_lufs=profile.target_lufs,
     )  # fmt: skip
     return MasteredFiles(master_path, deliverables, preview, overview, measurements, features,
-                         quality)  # fmt: skip
+                         quality, parts)  # fmt: skip

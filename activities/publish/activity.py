@@ -31,9 +31,29 @@ def _deliverables(inp: PublishInput) -> list[tuple[str, str, AudioRef]]:
         out = [("published_wav", f"{job_id}.wav", post.master)]
         if post.compressed is not None:
             out.append(("published_mp3", f"{job_id}.mp3", post.compressed))
+    for part in post.parts:
+        out += [(f"published_part_{part.name}_{ref.format}",
+                 f"{job_id}-{part.name}.{FORMATS[ref.format].extension}", ref)
+                for ref in part.deliverables]  # fmt: skip
     if post.preview is not None:
         out.append(("published_preview", "preview.mp3", post.preview))
     return out
+
+
+def _published_manifest(inp: PublishInput) -> dict[str, object] | None:
+    """The product manifest with the published file names of the main audio and every part."""
+    post = inp.postprocessed
+    if post.manifest is None:
+        return None
+    ext = [FORMATS[ref.format].extension for ref in post.deliverables]
+    manifest = dict(post.manifest)
+    manifest["job_id"] = inp.job_id
+    manifest["main"] = {**manifest["main"], "files": [f"{inp.job_id}.{e}" for e in ext]}
+    manifest["parts"] = [
+        {**entry, "files": [f"{inp.job_id}-{entry['name']}.{e}" for e in ext]}
+        for entry in manifest["parts"]
+    ]
+    return manifest
 
 
 class PublishActivities:
@@ -48,6 +68,11 @@ class PublishActivities:
         for kind, name, ref in _deliverables(inp):
             uri = self.store.copy(ref.uri, bucket, published_key(inp.job_id, name))
             published[kind] = {"uri": uri, "sha256": ref.sha256}
+        manifest = _published_manifest(inp)
+        if manifest is not None:
+            uri = self.store.put_bytes(bucket, published_key(inp.job_id, "manifest.json"),
+                                       canonical_json(manifest), CONTENT_TYPES["json"])  # fmt: skip
+            published["published_manifest"] = {"uri": uri}
         overview = inp.postprocessed.overview_uri
         if overview is not None:
             uri = self.store.copy(overview, bucket, published_key(inp.job_id, "overview.png"))
@@ -71,7 +96,9 @@ class PublishActivities:
         )
         artifacts = {kind: ref["uri"] for kind, ref in published.items()}
         artifacts["provenance"] = provenance_uri
-        cents = math.ceil(m.duration_s / 60.0 * self.price_cents_per_minute)
+        # Generated seconds are what a job costs: a layer set renders every layer.
+        audio_seconds = m.duration_s * max(1, len(inp.tokens.layers))
+        cents = math.ceil(audio_seconds / 60.0 * self.price_cents_per_minute)
         # All or nothing: a job is never charged without being marked published, or the reverse.
         async with self.db.transaction() as tx:
             for kind, _name, src in _deliverables(inp):  # the overview PNG is not audio: no row
@@ -92,7 +119,7 @@ class PublishActivities:
                 tenant=str(inp.request.get("tenant", "default")),
                 kind=CHARGE_KIND,
                 amount_cents=cents,
-                audio_seconds=m.duration_s,
+                audio_seconds=audio_seconds,
             )
             await tx.enqueue_webhook(
                 job_id, event="job.published", payload={"job_id": job_id, "artifacts": artifacts}

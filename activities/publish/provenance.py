@@ -28,7 +28,20 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
         "postprocess_version": post.postprocess_version,
         "delivery_profile": post.profile,
         "quality": post.quality.model_dump(mode="json"),
-        "inputs": {"raw_render": {"uri": gen.raw.uri, "sha256": gen.raw.sha256}},
+        "template": {"id": inp.tokens.template_id, "version": inp.tokens.template_version}
+        if inp.tokens.template_id
+        else None,
+        "inputs": {
+            "raw_render": {"uri": gen.raw.uri, "sha256": gen.raw.sha256},
+            "raw_parts": {
+                name: {"uri": r.uri, "sha256": r.sha256} for name, r in gen.parts.items()
+            },
+            "midi": inp.request.get("midi"),
+            "reference": inp.tokens.reference.model_dump(mode="json")
+            if inp.tokens.reference
+            else None,
+        },
+        "manifest": post.manifest,
         "outputs": published,
         "measurements": post.measurements.model_dump(mode="json"),
         "features": post.features.model_dump(mode="json", exclude={"embedding"})

@@ -104,7 +104,7 @@ async def direct_pipeline(stack: LocalStack, registry: ModelRegistry, db: Databa
     env = ActivityEnvironment()
     job_id = f"bench-direct-{uuid.uuid4().hex[:12]}"
     started = time.perf_counter()
-    norm = await env.run(ControlActivities(db).normalize_controls,
+    norm = await env.run(ControlActivities(db, store).normalize_controls,
                          NormalizeInput(job_id=job_id, request=REQUEST))  # fmt: skip
     gen = await env.run(InferenceActivities(registry, store, db).generate_audio,
                         GenerateAudioInput(job_id=job_id, tokens=norm.tokens))  # fmt: skip
