@@ -17,13 +17,18 @@ from schemas.controls import ControlTokens
 
 # Bump whenever composition or rendering changes what a given set of tokens sounds like:
 # it is part of cache keys and provenance.
-DRAFT_MODEL_VERSION = "draft-1.0.0"
+DRAFT_MODEL_VERSION = "draft-2.0.0"
 MIN_TEMPO_BPM = 30.0
 MAX_TEMPO_BPM = 300.0
 
 
 class DraftBackend:
     """Deterministic rule-based composer + SoundFont renderer; stereo 44.1 kHz, up to 600 s.
+
+    Honours the whole control layer: any meter n/2, n/4, n/8, n/16 (n = 1..16), a user melody
+    (played as given, harmonized), energy/mood/structure, native seamless loops
+    (`tokens.loop`) and stems (`tokens.product == "stems"`). Renders that differ only in
+    `energy` share progression, melody and bar grid (the `layers` product).
 
     Build once per worker: the SoundFont is loaded in `__init__` and reused by every job.
     Thread-safe: concurrent `generate` calls compose in parallel but render one at a time,
@@ -56,8 +61,13 @@ class DraftBackend:
     ) -> GeneratedAudio:
         """Compose and render `tokens` to exactly round(duration_s * sample_rate) frames.
 
+        Product "stems" also returns `stems` (drums, bass, harmony, melody: the groups that
+        have instruments), summing to `samples`.
+
         Raises:
-            ValueError: duration outside (0, max_duration_s] or tempo outside 30-300 BPM.
+            UnsupportedControlsError: duration outside (0, max_duration_s], tempo outside
+                30-300 BPM, or other controls the composer cannot honour (meter, energy,
+                melody, a loop that is not a whole number of bars, too many instruments).
         """
         if not (0.0 < tokens.duration_s <= self.max_duration_s):
             raise UnsupportedControlsError(
@@ -69,5 +79,8 @@ class DraftBackend:
         composition = compose(tokens)
         n_frames = round(tokens.duration_s * self.sample_rate)
         with self._render_lock:
+            if tokens.product == "stems":
+                mix, stems = self._renderer.render_stems(composition, n_frames, progress)
+                return GeneratedAudio(samples=mix, sample_rate=self.sample_rate, stems=stems)
             samples = self._renderer.render(composition, n_frames, progress)
         return GeneratedAudio(samples=samples, sample_rate=self.sample_rate)

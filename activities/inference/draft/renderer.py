@@ -1,5 +1,9 @@
 """SoundFont rendering of a `Composition` with TinySoundFont, plus a light convolution reverb.
 
+Songs are peak-normalized and faded at both ends; loops are rendered with a tail that is
+folded onto their start (no fades), so they repeat seamlessly; stems are rendered one group
+at a time and share one gain, so they sum to the mix.
+
 A renderer loads its SoundFont once and is reused for many jobs; every render starts by
 resetting the synthesizer so no voice, controller or program leaks from the previous job.
 """
@@ -7,7 +11,7 @@ resetting the synthesizer so no voice, controller or program leaks from the prev
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,12 +20,24 @@ import scipy.fft
 import scipy.signal
 import tinysoundfont
 
-from activities.inference.draft.composer import CLOSED_HAT, DRUM_CHANNEL, KICK, SNARE, Composition
+from activities.inference.draft.composer import (
+    CLOSED_HAT,
+    DRUM_CHANNEL,
+    KICK,
+    SNARE,
+    Composition,
+    Part,
+)
 
 DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 TARGET_PEAK = 0.891  # -1 dBFS: headroom for later resampling and encoding
 _BYTES_PER_FRAME = 2 * 4  # stereo float32
 _FLUSH_FRAMES = 4096  # > tsf's 10 ms fast release at any common sample rate
+# A loop renders this much past its end, then folds it onto its start: longer than any
+# release plus the reverb's 1.4 s decay, so nothing audible is cut at the seam.
+LOOP_TAIL_S = 3.0
+# Energy 0 is rendered this much quieter than energy 1 (after peak normalization).
+ENERGY_TRIM_DB = 6.0
 _REFERENCE_DB = -30.0  # calibrated test-note level; absolute level is set by normalization
 
 # Event ordering within one frame: note-offs before note-ons, so a note re-struck at the
@@ -132,9 +148,9 @@ class SoundFontRenderer:
             self._loudness[key] = 20.0 * np.log10(max(rms, 1e-6))
         return self._loudness[key]
 
-    def _reset(self, composition: Composition) -> None:
+    def _reset(self, parts: Sequence[Part]) -> None:
         gains = {}
-        for part in composition.parts:
+        for part in parts:
             drums = part.channel == DRUM_CHANNEL
             pitches = sorted(n.pitch for n in part.notes) or [60]
             measured = self._loudness_db(part.instrument.program, drums, pitches[len(pitches) // 2])
@@ -143,7 +159,7 @@ class SoundFontRenderer:
             gains[part.channel] = 10.0 ** ((trim_db + part.level_db) / 20.0)
         self._silence()
         sf = self._synth.soundfonts[self._sfid]
-        for part in composition.parts:
+        for part in parts:
             ch = part.channel
             drums = ch == DRUM_CHANNEL
             program = 0 if drums else part.instrument.program
@@ -153,12 +169,10 @@ class SoundFontRenderer:
         if self._reverb is not None:
             self._reverb.reset()
 
-    def _events(
-        self, composition: Composition, n_frames: int
-    ) -> list[tuple[int, int, int, int, int]]:
+    def _events(self, parts: Sequence[Part], n_frames: int) -> list[tuple[int, int, int, int, int]]:
         sr = self.sample_rate
         events: list[tuple[int, int, int, int, int]] = []  # (frame, order, channel, key, vel)
-        for part in composition.parts:
+        for part in parts:
             for note in part.notes:
                 on = round(note.start_s * sr)
                 off = max(on + 1, round(note.end_s * sr))
@@ -174,16 +188,104 @@ class SoundFontRenderer:
         composition: Composition,
         n_frames: int,
         progress: Callable[[float], None] | None = None,
+        *,
+        loop: bool | None = None,
+        tail_s: float = LOOP_TAIL_S,
     ) -> np.ndarray:
-        """Render exactly `n_frames` stereo frames, peak-normalized, faded at the very end.
+        """Render exactly `n_frames` stereo float32 frames, peak-normalized.
 
+        A song is faded at its very ends. A loop (`loop`, default `composition.loop`) is
+        rendered `tail_s` longer, the sound ringing past its end (release and reverb) is added
+        back onto its start, and it is not faded: played in a cycle it has no seam.
         `progress` receives increasing fractions after every rendered block (1 s of audio)
         and 1.0 when done.
         """
-        self._reset(composition)
+        mix, _ = self._render(composition, n_frames, progress, False, loop, tail_s)
+        return mix
+
+    def render_stems(
+        self,
+        composition: Composition,
+        n_frames: int,
+        progress: Callable[[float], None] | None = None,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The mix and one stem per group of `composition.stem_parts()`, each rendered alone.
+
+        Everything after the split is linear and the same for every stem (one gain, the same
+        fades), and the mix is their float64 sum: the stems add up to the mix.
+        """
+        mix, stems = self._render(composition, n_frames, progress, True, None, LOOP_TAIL_S)
+        return mix, stems
+
+    def _render(
+        self,
+        composition: Composition,
+        n_frames: int,
+        progress: Callable[[float], None] | None,
+        split: bool,
+        loop: bool | None,
+        tail_s: float,
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        looping = composition.loop if loop is None else loop
+        tail = round(max(0.0, tail_s) * self.sample_rate) if looping else 0
+        groups = composition.stem_parts() if split else {"mix": composition.parts}
+        if not groups:
+            groups = {"mix": ()}
+        total = n_frames + tail
+        work = max(1, total * len(groups))
+        raws: dict[str, np.ndarray] = {}
+        for g_i, (name, parts) in enumerate(groups.items()):
+            done = g_i * total
+
+            def report(frames: int, done: int = done) -> None:
+                if progress is not None:
+                    progress(0.99 * (done + frames) / work)
+
+            raw = self._render_parts(parts, n_frames, total, report)
+            raws[name] = _fold(raw, n_frames) if tail else raw
+        if split:
+            mix_raw = np.zeros((n_frames, 2), dtype=np.float64)
+            for raw in raws.values():
+                mix_raw += raw
+        else:
+            mix_raw = raws["mix"]
+        peak = float(np.max(np.abs(mix_raw))) if n_frames else 0.0
+        # Softer music is rendered softer, not only sparser (the level of `layers` matters).
+        gain = TARGET_PEAK / peak if peak > 0.0 else 1.0
+        gain *= 10.0 ** (-ENERGY_TRIM_DB * (1.0 - composition.energy) / 20.0)
+        fades = None if looping else _fades(n_frames, self.sample_rate)
+        if not split:
+            out = raws["mix"]
+            out *= np.float32(gain)
+            if fades is not None:
+                _apply_fades(out, *fades)
+            if progress is not None:
+                progress(1.0)
+            return out, {}
+        stems: dict[str, np.ndarray] = {}
+        mix = np.zeros((n_frames, 2), dtype=np.float64)
+        for name, raw in raws.items():
+            stem = raw * np.float32(gain)
+            if fades is not None:
+                _apply_fades(stem, *fades)
+            stems[name] = stem
+            mix += stem  # float64: the mix is the stems' exact sum, rounded once
+        if progress is not None:
+            progress(1.0)
+        return mix.astype(np.float32), stems
+
+    def _render_parts(
+        self,
+        parts: Sequence[Part],
+        n_notes: int,
+        n_frames: int,
+        progress: Callable[[int], None],
+    ) -> np.ndarray:
+        """Synthesize `parts` (notes starting before frame `n_notes`) plus reverb, unscaled."""
+        self._reset(parts)
         out = np.zeros((n_frames, 2), dtype=np.float32)
         view = memoryview(out).cast("B")  # type: ignore[arg-type]
-        events = self._events(composition, n_frames)
+        events = self._events(parts, n_notes)
         synth, block = self._synth, self.block_frames
         i, pos, block_start = 0, 0, 0
         while pos < n_frames:
@@ -205,25 +307,31 @@ class SoundFontRenderer:
                     dry = out[block_start:block_end].astype(np.float64)
                     out[block_start:block_end] = dry + self._reverb.process(dry)
                 block_start = block_end
-                if progress is not None and pos < n_frames:
-                    progress(0.99 * pos / n_frames)
+                if pos < n_frames:
+                    progress(pos)
         synth.notes_off()
-        _finish(out, self.sample_rate)
-        if progress is not None:
-            progress(1.0)
         return out
 
 
-def _finish(out: np.ndarray, sample_rate: int) -> None:
-    """In place: peak-normalize, then short fades so the file starts and ends without clicks."""
-    n = len(out)
-    peak = float(np.max(np.abs(out))) if n else 0.0
-    if peak > 0.0:
-        out *= np.float32(TARGET_PEAK / peak)
+def _fold(raw: np.ndarray, n: int) -> np.ndarray:
+    """A loop of `n` frames from a longer render: what rang past the end wraps to the start."""
+    out = raw[:n].copy()
+    for k in range(1, -(-len(raw) // max(1, n))):
+        seg = raw[k * n : (k + 1) * n]
+        out[: len(seg)] += seg
+    return out
+
+
+def _fades(n: int, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Short fades so a song starts and ends without clicks: (fade-in ramp, fade-out ramp)."""
     fade_in = min(n, 64)
-    if fade_in:
-        out[:fade_in] *= np.linspace(0.0, 1.0, fade_in, dtype=np.float32)[:, None]
     fade_out = min(n, max(1, int(min(0.5, 0.1 * n / sample_rate) * sample_rate)))
     # Raised cosine: no slope discontinuity where the fade begins.
-    ramp = 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, fade_out)))
-    out[n - fade_out :] *= ramp.astype(np.float32)[:, None]
+    ramp_out = 0.5 * (1.0 + np.cos(np.linspace(0.0, np.pi, fade_out)))
+    return np.linspace(0.0, 1.0, fade_in), ramp_out
+
+
+def _apply_fades(out: np.ndarray, ramp_in: np.ndarray, ramp_out: np.ndarray) -> None:
+    n = len(out)
+    out[: len(ramp_in)] *= ramp_in.astype(out.dtype)[:, None]
+    out[n - len(ramp_out) :] *= ramp_out.astype(out.dtype)[:, None]
