@@ -127,6 +127,8 @@ def normalize_request(
 
     product = Product(pick("product", tpl.get("product")) or Product.TRACK)
     mood = pick("mood", tpl.get("mood"))
+    if request.layers is not None and product is not Product.LAYERS:
+        raise InvalidRequestError(f"layers are only for product 'layers', not {product.value!r}")
 
     tempo = pick("tempo_bpm", melody.tempo_bpm if melody else None)
     if tempo is None and ref is not None:
