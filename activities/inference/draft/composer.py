@@ -516,10 +516,14 @@ def compose(tokens: ControlTokens) -> Composition:
         quarter_s = tokens.duration_s / (n_bars * meter.bar_q)
     bar_s = meter.bar_q * quarter_s
     key = Key(tokens.tonic_pc % 12, tokens.mode)
-    rng = np.random.default_rng(tokens.seed % 2**64)
+    seed = tokens.seed % 2**64
+    rng = np.random.default_rng(seed)
+    # The tune has a generator of its own, so mood (which shapes the tune) leaves the form
+    # and harmony of a seed alone.
+    tune_rng = np.random.default_rng([seed, 1])
 
     # 1. Identity: all generator draws happen here, none depends on energy.
-    style = _draw_style(rng, key, meter, quarter_s, tokens.mood)
+    style = _draw_style(rng, tune_rng, key, meter, quarter_s, tokens.mood)
     layout = _layout(rng, n_bars, tokens.structure, tokens.loop)
     bars = _plan_bars(style, meter, layout, bar_s, tokens.energy, tokens.loop)
     user = _user_melody(tokens, meter, quarter_s)
@@ -540,10 +544,10 @@ def compose(tokens: ControlTokens) -> Composition:
         final_end_s=final_end,
         bars=bars,
         style=style,
-        seed=tokens.seed % 2**64,
+        seed=seed,
         loop=tokens.loop,
     )
-    own_line = [] if user else _melody_line(ctx, rng)
+    own_line = [] if user else _melody_line(ctx, tune_rng)
 
     # 2. Arrangement: energy (via each bar's level) decides what plays; no draws.
     instruments = list(tokens.instruments) or [
@@ -581,7 +585,12 @@ def _bar_count(tokens: ControlTokens, bar_s: float) -> int:
 
 
 def _draw_style(
-    rng: np.random.Generator, key: Key, meter: Meter, quarter_s: float, mood: str | None
+    rng: np.random.Generator,
+    tune_rng: np.random.Generator,
+    key: Key,
+    meter: Meter,
+    quarter_s: float,
+    mood: str | None,
 ) -> _Style:
     register, activity = MOOD_BIAS.get((mood or "").strip().lower(), (0, 0.0))
     progs = MAJOR_PROGRESSIONS if key.mode == "major" else MINOR_PROGRESSIONS
@@ -597,7 +606,7 @@ def _draw_style(
     return _Style(
         progressions={"A": progs[a], "B": progs[b], "C": progs[c]},
         motifs={
-            m: _draw_motif(rng, meter, quarter_s, motif_centres[m] + register, activity)
+            m: _draw_motif(tune_rng, meter, quarter_s, motif_centres[m] + register, activity)
             for m in materials
         },
         drum_kick={m: kicks[int(rng.integers(len(kicks)))] for m in materials},
