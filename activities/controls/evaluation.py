@@ -30,11 +30,12 @@ from activities.inference.products import render_product
 from activities.postprocess.formats import AudioTags
 from activities.postprocess.pipeline import MasteringJob, master_files
 from activities.postprocess.profiles import PROFILES
-from schemas.music import parse_key
+from schemas.music import key_name, parse_key
 
 ANALYSIS_SR = 22050
 TEMPO_TOLERANCE = 0.02
 STEMS_TARGET_DB = -60.0
+SEAM_LEVEL_DB = 1.5  # how far the loop's end may sit outside the range of its other bar ends
 _KS_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _KS_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 
@@ -85,7 +86,9 @@ def grid(n: int, seed: int = 0) -> list[dict[str, object]]:
             "instruments": ["piano", "bass", "drums", "flute"],
             "formats": ["wav24"],
         }
-        request["duration_s"] = {"track": 20.0, "stems": 16.0, "loop": 12.0, "layers": 8.0}[product]
+        request["duration_s"] = {"track": 24.0, "stems": 16.0, "loop": 16.0, "layers": 16.0}[
+            product
+        ]
         requests.append(request)
     return requests
 
@@ -127,23 +130,33 @@ def tempo_matches(detected: float, requested: float, meter: str) -> tuple[bool, 
     return any(hits), hits[0]
 
 
-def seam_stats(loop: np.ndarray, rate: int) -> tuple[float, float]:
-    """(jump ratio, level change dB) at the wrap point of a loop, each relative to the loop's
-    own inner statistics: a seam that stands out has a jump ratio > 1 or a large level step."""
+def seam_stats(loop: np.ndarray, rate: int, beat_samples: float) -> tuple[float, float]:
+    """(jump ratio, level step dB) at the wrap point of a loop, each against the same statistic
+    inside the loop, so a seam that stands out scores > 1 or > 0 dB:
+    - jump ratio: |first sample - last sample| / 99.9th percentile of |sample-to-sample step|;
+    - level step: the change of level across the wrap (200 ms after vs 200 ms before) minus the
+      range of the changes across every other beat line, 0 when inside that range: the wrap
+      must sound like any other beat line, neither a dip (a missing tail) nor a bump.
+    """
     x = loop.mean(axis=1).astype(np.float64)
     inner = np.abs(np.diff(x))
-    wrap = abs(x[0] - x[-1])
-    jump_ratio = wrap / max(float(np.percentile(inner, 99.9)), 1e-12)
-    win = max(1, int(0.02 * rate))
-    level = 20 * np.log10((np.sqrt(np.mean(x[:win] ** 2)) + 1e-9)
-                          / (np.sqrt(np.mean(x[-win:] ** 2)) + 1e-9))  # fmt: skip
-    return float(jump_ratio), float(level)
+    jump_ratio = abs(x[0] - x[-1]) / max(float(np.percentile(inner, 99.9)), 1e-12)
+    win = max(1, int(0.2 * rate))
+    step = beat_samples
+    twice = np.concatenate([x, x])
+
+    def change(b: int) -> float:
+        return _rms_db(twice[b : b + win]) - _rms_db(twice[b - win : b])
+
+    lines = [round(k * step) for k in range(1, round(len(x) / step))]
+    inner_changes = [change(b) for b in lines if b >= win] or [0.0]
+    seam = change(len(x))
+    outside = max(min(inner_changes) - seam, seam - max(inner_changes), 0.0)
+    return float(jump_ratio), float(outside)
 
 
-def _level_steps_db(x: np.ndarray, win: int) -> np.ndarray:
-    blocks = x[: len(x) // win * win].reshape(-1, win)
-    rms_db = 20 * np.log10(np.sqrt(np.mean(blocks**2, axis=1)) + 1e-9)
-    return np.abs(np.diff(rms_db))
+def _rms_db(x: np.ndarray) -> float:
+    return float(20 * np.log10(np.sqrt(np.mean(x**2)) + 1e-9))
 
 
 def evaluate_request(
@@ -175,20 +188,18 @@ def evaluate_request(
         product=tokens.product, tempo_bpm=tokens.tempo_bpm, key=tokens.key_name,
         meter=tokens.meter, seed=tokens.seed, detected_tempo=round(detected, 2),
         tempo_ok=tempo_ok, tempo_exact_level=exact,
-        detected_key=f"{librosa.midi_to_note(pc, octave=False)} {mode}",
+        detected_key=key_name(pc, mode),  # type: ignore[arg-type]
         key_ok=(pc, mode) == (want_pc, want_mode), planned_frames=planned,
         frames=master.shape[0], duration_ok=master.shape[0] == planned,
         parts=[p.name for p in files.parts],
     )  # fmt: skip
     if tokens.loop:
         loops = [master] + [sf.read(p.master, always_2d=True)[0] for p in files.parts]
-        stats = [seam_stats(loop, rate) for loop in loops]
-        worst_jump = max(j for j, _ in stats)
-        worst_level = max(abs(lv) for _, lv in stats)
-        inner_steps = _level_steps_db(master.mean(axis=1), max(1, int(0.02 * rate)))
-        result.seam_jump_ratio = round(worst_jump, 3)
-        result.seam_level_db = round(worst_level, 2)
-        result.seam_ok = worst_jump <= 1.0 and worst_level <= float(np.percentile(inner_steps, 99))
+        beat = 60.0 / tokens.tempo_bpm * rate * (4.0 / tokens.beat_unit)
+        stats = [seam_stats(loop, rate, beat) for loop in loops]
+        result.seam_jump_ratio = round(max(j for j, _ in stats), 3)
+        result.seam_level_db = round(max(lv for _, lv in stats), 2)
+        result.seam_ok = result.seam_jump_ratio <= 1.0 and result.seam_level_db <= SEAM_LEVEL_DB
     if tokens.product == "stems":
         total = sum(sf.read(p.master, dtype="float64", always_2d=True)[0] for p in files.parts)
         err = np.sqrt(np.mean((total - master) ** 2)) / np.sqrt(np.mean(master**2))
