@@ -59,3 +59,19 @@ def test_too_short_or_static_stretches_are_not_copies() -> None:
     assert fi.verify(query, reference, 0, max_ber=0.15) is None
     silence = np.zeros(200, dtype=np.int32)
     assert fi.verify(silence, silence, 0, max_ber=0.15) is None
+
+
+def test_shared_opening_needs_a_longer_run() -> None:
+    # Unrelated drafts open alike: a 4.5 s match at the start of both files is not a copy...
+    rng = np.random.default_rng(4)
+    reference = _random_items(rng, 300)
+    query = _random_items(rng, 300)
+    query[0:36] = _flip_bits(rng, reference[0:36], 0.03)
+    assert fi.verify(query, reference, 0, max_ber=0.15) is None
+    # ...while the same 4.5 s copied from the middle of the recording is.
+    query[0:36] = _flip_bits(rng, reference[100:136], 0.03)
+    found = fi.verify(query, reference, 100, max_ber=0.15)
+    assert found is not None and found.items >= fi.MIN_RUN_ITEMS
+    # A long copy of the opening still counts.
+    query[0:60] = _flip_bits(rng, reference[0:60], 0.03)
+    assert fi.verify(query, reference, 0, max_ber=0.15) is not None
