@@ -15,6 +15,7 @@ from activities.inference.backend import ModelBackend
 from activities.inference.cards import ModelCard, get_card, weights_sha256
 from activities.inference.failures import ModelWeightsMissingError
 from activities.inference.model_settings import ModelSettings, get_model_settings, resolve_model_id
+from activities.inference.reference_audio import ReferenceLoader
 from infra.settings import Settings
 
 
@@ -25,10 +26,21 @@ class UnknownModelError(LookupError):
 class ModelRegistry:
     """Lazily builds each backend on first use and reuses it for every later job."""
 
-    def __init__(self, settings: Settings, model_settings: ModelSettings | None = None) -> None:
-        """Raises UnknownModelError when a served id has no model card (fail at start-up)."""
+    def __init__(
+        self,
+        settings: Settings,
+        model_settings: ModelSettings | None = None,
+        *,
+        reference_loader: ReferenceLoader | None = None,
+    ) -> None:
+        """Raises UnknownModelError when a served id has no model card (fail at start-up).
+
+        `reference_loader` fetches reference audio by URI for audio-conditioned models
+        (default: local paths and file:// only; the GPU worker passes a store downloader).
+        """
         self.settings = settings
         self.model_settings = model_settings or get_model_settings()
+        self.reference_loader = reference_loader
         self._backends: dict[str, ModelBackend] = {}
         self._hashes: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -95,14 +107,17 @@ class ModelRegistry:
             from activities.inference.draft import DraftBackend
 
             return DraftBackend(self.settings.soundfont_path)
-        device = self.model_settings.torch_device
-        half = self.model_settings.half_precision
+        options = {
+            "device": self.model_settings.torch_device,
+            "half": self.model_settings.half_precision,
+            "reference_loader": self.reference_loader,
+        }
         if card.backend == "musicgen":
             from activities.inference.musicgen import MusicGenBackend
 
-            return MusicGenBackend(card, self.weights_dir(model_id), device=device, half=half)
+            return MusicGenBackend(card, self.weights_dir(model_id), **options)  # type: ignore[arg-type]
         if card.backend == "stable-audio":
             from activities.inference.stable_audio import StableAudioBackend
 
-            return StableAudioBackend(card, self.weights_dir(model_id), device=device, half=half)
+            return StableAudioBackend(card, self.weights_dir(model_id), **options)  # type: ignore[arg-type]
         raise UnknownModelError(f"model {model_id!r}: no backend {card.backend!r}")

@@ -229,7 +229,7 @@ class MusicGenBackend:
         for tokens in batch:
             self._validate(tokens)
         if len({self.batch_key(t) for t in batch}) != 1:
-            raise ValueError("generate_batch needs requests with the same duration and conditioning")
+            raise ValueError("generate_batch needs one duration and one kind of conditioning")
         with self._lock, self._torch.inference_mode():
             audio = self._render(list(batch), progress)
         return [GeneratedAudio(samples=a, sample_rate=self.sample_rate) for a in audio]
@@ -310,15 +310,14 @@ class MusicGenBackend:
                 codes = self.model.audio_encoder.encode(
                     torch.from_numpy(np.ascontiguousarray(tail)).to(self.device, self.dtype)
                 ).audio_codes  # (chunks=1, batch, codebooks, frames)
-                kwargs["decoder_input_ids"] = codes[0].reshape(
-                    len(batch) * self.num_codebooks, -1
-                )
+                kwargs["decoder_input_ids"] = codes[0].reshape(len(batch) * self.num_codebooks, -1)
             if chromas[0] is not None:
                 c0 = int(start_frame * self.hop / self.sample_rate * self.chroma_rate)
                 c1 = c0 + math.ceil(
                     (window.prompt_frames + window.new_frames) / self.frame_rate * self.chroma_rate
                 )
-                window_chroma = np.stack([c[c0 : max(c1, c0 + 1)] for c in chromas if c is not None])
+                c1 = max(c1, c0 + 1)
+                window_chroma = np.stack([c[c0:c1] for c in chromas if c is not None])
                 kwargs["input_features"] = torch.from_numpy(window_chroma).to(
                     self.device, self.dtype
                 )

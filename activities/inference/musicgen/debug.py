@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 # A few hundred words so the unigram trainer has something to split.
 _CORPUS = [
@@ -24,21 +25,10 @@ CODEBOOK_SIZE = 64
 NUM_CODEBOOKS = 4  # 1.2 kbps at 50 Hz with 6-bit codebooks
 
 
-def build_debug_musicgen(out_dir: Path, *, melody: bool = False, seed: int = 0) -> Path:
-    """Write a tiny MusicGen (or MusicGen-melody) model + tokenizer to `out_dir`; returns it."""
+def build_debug_tokenizer(out_dir: Path) -> Any:
+    """Train a tiny sentencepiece unigram tokenizer in memory; save it (T5 format) to `out_dir`."""
     import sentencepiece as spm
-    import torch
-    from transformers import (
-        AutoTokenizer,
-        EncodecConfig,
-        MusicgenConfig,
-        MusicgenDecoderConfig,
-        MusicgenForConditionalGeneration,
-        MusicgenMelodyConfig,
-        MusicgenMelodyDecoderConfig,
-        MusicgenMelodyForConditionalGeneration,
-        T5Config,
-    )
+    from transformers import AutoTokenizer
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -59,7 +49,25 @@ def build_debug_musicgen(out_dir: Path, *, melody: bool = False, seed: int = 0) 
     # T5Tokenizer(vocab_file=...) silently yields a 4-token vocab in transformers 5.
     tokenizer = AutoTokenizer.from_pretrained(out_dir, tokenizer_type="t5", extra_ids=0)
     tokenizer.save_pretrained(out_dir)
+    return tokenizer
 
+
+def build_debug_musicgen(out_dir: Path, *, melody: bool = False, seed: int = 0) -> Path:
+    """Write a tiny MusicGen (or MusicGen-melody) model + tokenizer to `out_dir`; returns it."""
+    import torch
+    from transformers import (
+        EncodecConfig,
+        MusicgenConfig,
+        MusicgenDecoderConfig,
+        MusicgenForConditionalGeneration,
+        MusicgenMelodyConfig,
+        MusicgenMelodyDecoderConfig,
+        MusicgenMelodyForConditionalGeneration,
+        T5Config,
+    )
+
+    out_dir = Path(out_dir)
+    tokenizer = build_debug_tokenizer(out_dir)
     text = T5Config(
         vocab_size=len(tokenizer), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4
     )
