@@ -60,12 +60,12 @@ def debug_config(sample_size: int) -> dict[str, Any]:
                     {
                         "id": "seconds_start",
                         "type": "number",
-                        "config": {"min_val": 0, "max_val": 512},
+                        "config": seconds,
                     },
                     {
                         "id": "seconds_total",
                         "type": "number",
-                        "config": {"min_val": 0, "max_val": 512},
+                        "config": seconds,
                     },
                 ],
                 "cond_dim": COND_DIM,
