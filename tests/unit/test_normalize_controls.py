@@ -154,7 +154,7 @@ def test_melody_fills_tempo_meter_key_and_duration() -> None:
 
 def test_melody_transposed_into_requested_key_only_when_asked() -> None:
     request, inputs = _melody_inputs(midi_bytes(D_MINOR_TUNE))
-    with pytest.raises(InvalidRequestError, match="contradictory controls.*transpose_melody"):
+    with pytest.raises(InvalidRequestError, match=r"contradictory controls.*transpose_melody"):
         normalize_request({**request, "key": "E minor"}, inputs)
     _, t = normalize_request({**request, "key": "E minor", "transpose_melody": True}, inputs)
     assert t.melody_transpose == 2
