@@ -111,6 +111,9 @@ def build_debug_musicgen(out_dir: Path, *, melody: bool = False, seed: int = 0) 
         for layer in model.audio_encoder.quantizer.layers:
             layer.codebook.embed.normal_()
             layer.codebook.embed_avg.copy_(layer.codebook.embed)
+        if melody:
+            # At init scale (std 0.02) the chroma barely moves the logits; make it audible.
+            model.audio_enc_to_dec_proj.weight.normal_(std=1.0)
     gen = model.generation_config
     gen.decoder_start_token_id = CODEBOOK_SIZE
     gen.pad_token_id = CODEBOOK_SIZE
