@@ -6,7 +6,7 @@ UV := .tools/bin/uv
 VENV_BIN := .venv/bin
 PY := $(VENV_BIN)/python
 
-.PHONY: install system-deps run test test-unit test-integration bench lint format up down status clean
+.PHONY: install system-deps run test test-unit test-integration test-models bench bench-models lint format up down status clean
 
 ## Install system packages (Chromaprint's fpcalc) and the locked Python environment.
 install: system-deps .venv/.installed
@@ -40,6 +40,19 @@ test-unit: install
 
 test-integration: install
 	$(VENV_BIN)/pytest -ra tests/integration
+
+## Model backends (MusicGen, Stable Audio) on tiny random checkpoints, CPU. Needs the `models`
+## extra (torch ~1 GB), installed into its own venv so the default .venv stays light.
+MODELS_VENV := .tools/models-venv
+$(MODELS_VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(MODELS_VENV) $(UV) sync --frozen --extra dev --extra models
+	@touch $@
+
+test-models: $(MODELS_VENV)/.installed
+	$(MODELS_VENV)/bin/pytest -ra tests/models tests/unit/test_model_cards.py
+
+bench-models: $(MODELS_VENV)/.installed
+	$(MODELS_VENV)/bin/python -m tests.bench.models
 
 ## Benchmarks (not part of `make test`): draft realtime factor, orchestration overhead.
 bench: install
