@@ -49,7 +49,7 @@ $(MODELS_VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	@touch $@
 
 test-models: $(MODELS_VENV)/.installed
-	$(MODELS_VENV)/bin/pytest -ra tests/models tests/unit/test_model_cards.py
+	$(MODELS_VENV)/bin/python -m pytest -ra tests/models tests/unit/test_model_cards.py
 
 bench-models: $(MODELS_VENV)/.installed
 	$(MODELS_VENV)/bin/python -m tests.bench.models

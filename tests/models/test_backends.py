@@ -101,8 +101,8 @@ def test_musicgen_melody_conditioning_paths(registry: ModelRegistry, reference_w
 
 def test_melody_chroma_frames() -> None:
     tokens = melody_tokens("musicgen-melody-debug")
-    chroma = melody_chroma_frames(tokens, 32000 / 4096, 16)
-    assert chroma.shape == (16, 12)
+    chroma = melody_chroma_frames(tokens, 32000 / 4096, 20)
+    assert chroma.shape == (20, 12)
     assert chroma[0].argmax() == 9 and chroma[0].sum() == 1.0  # A at the start
     assert chroma[-1].sum() == 0.0  # past the 2 s melody: rest
     assert "120 bpm" in build_prompt(tokens) and "A minor" in build_prompt(tokens)
