@@ -11,9 +11,7 @@ import soundfile as sf
 # No importorskip here (a conftest cannot skip): these imports are torch-free, torch loads
 # inside the fixtures, which only the torch-gated test modules use.
 from activities.inference.model_settings import ModelSettings
-from activities.inference.musicgen.debug import build_debug_musicgen
 from activities.inference.registry import ModelRegistry
-from activities.inference.stable_audio.debug import build_debug_stable_audio
 from infra.settings import Settings
 from schemas.controls import ControlTokens, MelodyNote, ReferenceSummary
 
@@ -22,6 +20,9 @@ SERVED = "draft,musicgen-debug,musicgen-melody-debug,stable-audio-debug"
 
 @pytest.fixture(scope="session")
 def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from activities.inference.musicgen.debug import build_debug_musicgen
+    from activities.inference.stable_audio.debug import build_debug_stable_audio
+
     root = tmp_path_factory.mktemp("models")
     build_debug_musicgen(root / "musicgen-debug")
     build_debug_musicgen(root / "musicgen-melody-debug", melody=True)
