@@ -161,6 +161,7 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
         raw, master, rate,
         requested_duration_s=job.requested_duration_s,
         integrated_lufs=result.integrated_lufs, target_lufs=profile.target_lufs,
+        loop=job.loop_frames is not None,
     )  # fmt: skip
     return MasteredFiles(master_path, deliverables, preview, overview, measurements, features,
                          quality, parts)  # fmt: skip

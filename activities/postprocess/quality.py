@@ -32,12 +32,15 @@ def assess_quality(
     requested_duration_s: float,
     integrated_lufs: float,
     target_lufs: float,
+    loop: bool = False,
 ) -> QualityReport:
     """Check the raw render (clipping, DC) and the master (length, silence, loudness, ending).
 
     Args:
         raw: the model's output before mastering, (frames, channels).
         master: the loudness-normalized master, (frames, channels).
+        loop: the master is a loop: it must not decay at its end, it must wrap without a
+            click (the jump from its last sample to its first is checked instead).
     """
     found: list[tuple[str, str]] = []
     duration = master.shape[0] / sample_rate
@@ -59,10 +62,17 @@ def assess_quality(
     if abs(integrated_lufs - target_lufs) > 1.0:
         found.append(("loudness", f"loudness {integrated_lufs:.1f} LUFS is off the "
                                   f"{target_lufs:.1f} LUFS target"))  # fmt: skip
-    # An abrupt ending: the last 20 ms are still loud compared with the piece as a whole.
-    tail = mono[-max(1, int(0.02 * sample_rate)) :]
-    body = float(np.median(rms)) if rms.size else 0.0
-    if body > 0 and float(np.sqrt(np.mean(tail**2))) > 0.5 * body:
-        found.append(("ending", "the audio ends abruptly (no decay in the last 20 ms)"))
+    if loop:
+        # A click at the wrap: the jump from the last sample to the first is larger than
+        # nearly every step inside the loop.
+        steps = np.abs(np.diff(mono))
+        if steps.size and abs(mono[0] - mono[-1]) > float(np.percentile(steps, 99.9)):
+            found.append(("ending", "the loop clicks where it wraps around"))
+    else:
+        # An abrupt ending: the last 20 ms are still loud compared with the piece as a whole.
+        tail = mono[-max(1, int(0.02 * sample_rate)) :]
+        body = float(np.median(rms)) if rms.size else 0.0
+        if body > 0 and float(np.sqrt(np.mean(tail**2))) > 0.5 * body:
+            found.append(("ending", "the audio ends abruptly (no decay in the last 20 ms)"))
     score = max(0.0, 1.0 - sum(_PENALTY[kind] for kind, _ in found))
     return QualityReport(score=round(score, 3), findings=[text for _, text in found])
