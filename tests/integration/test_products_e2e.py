@@ -70,7 +70,7 @@ def test_template_stems_from_the_cli(stack: LocalStack, tmp_path: Path) -> None:
     job_id = proc.stdout.split()[1]
     stems = sorted(n for n in files if n.startswith(f"{job_id}-") and n.endswith(".wav"))
     assert len(stems) >= 3
-    mix, rate = sf.read(tmp_path / f"{job_id}.wav", dtype="float64", always_2d=True)
+    mix, _rate = sf.read(tmp_path / f"{job_id}.wav", dtype="float64", always_2d=True)
     total = sum(sf.read(tmp_path / n, dtype="float64", always_2d=True)[0] for n in stems)
     error = np.sqrt(np.mean((total - mix) ** 2)) / np.sqrt(np.mean(mix**2))
     assert 20 * np.log10(error) < -60.0
@@ -144,7 +144,7 @@ async def test_directly_started_job_with_a_missing_input_fails_cleanly(
         names.GENERATE_TRACK_WORKFLOW,
         GenerateTrackInput(
             job_id=job_id, request={"prompt": "x", "midi": "s3://tunesmith-inputs/midi/nothing.mid"}
-        ),  # fmt: skip
+        ),
         id=job_id,
         task_queue=names.CPU_TASK_QUEUE,
     )
