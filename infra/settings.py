@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     # How long the local dev server keeps finished histories (and so idempotency keys).
     local_retention_days: int = Field(default=3650, gt=0)
     heartbeat_timeout_s: float = Field(default=15.0, gt=0)
+    # How long a render may wait for a GPU worker serving its model before the job fails with
+    # ModelNotServed (a queue of paid work should page someone, not sit forever).
+    gpu_queue_timeout_s: float = Field(default=600.0, gt=0)
+    # Renders one GPU worker runs at once (all its models together).
+    gpu_max_concurrent: int = Field(default=1, ge=1, le=64)
     soundfont_path: Path | None = None
     draft_price_cents_per_minute: int = 10
     # Signs webhook bodies (X-Tunesmith-Signature: sha256=HMAC(secret, body)) when set.

@@ -8,12 +8,20 @@ BACKEND_LIMIT: Final = "BackendLimitExceeded"
 MISSING_DEPENDENCY: Final = "MissingSystemDependency"
 UNMASTERABLE_AUDIO: Final = "UnmasterableAudio"
 JOB_ALREADY_FINISHED: Final = "JobAlreadyFinished"
+# From activities.inference.failures (same strings): the model cannot honour the controls, or
+# the worker has no weights for it.
+INVALID_CONDITIONING: Final = "InvalidConditioning"
+MODEL_WEIGHTS_MISSING: Final = "ModelWeightsMissing"
+# No GPU worker picked the job up within the queue timeout: no worker serves the model.
+MODEL_NOT_SERVED: Final = "ModelNotServed"
 NON_RETRYABLE_ERROR_TYPES: Final = [
     INVALID_REQUEST,
     BACKEND_LIMIT,
     MISSING_DEPENDENCY,
     UNMASTERABLE_AUDIO,
     JOB_ALREADY_FINISHED,
+    INVALID_CONDITIONING,
+    MODEL_WEIGHTS_MISSING,
 ]
 # Retryable: another worker may serve the model.
 UNKNOWN_MODEL: Final = "UnknownModel"

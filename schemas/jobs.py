@@ -57,6 +57,7 @@ class GenerateTrackInput(BaseModel):
     idempotency_key: str | None = None
     review_timeout_s: float = 7 * 24 * 3600.0
     heartbeat_timeout_s: float = 15.0
+    gpu_queue_timeout_s: float = 600.0
 
 
 class AudioRef(BaseModel):
@@ -95,6 +96,7 @@ class GenerateAudioOutput(BaseModel):
     render_seconds: float
     parts: dict[str, AudioRef] = Field(default_factory=dict)  # stems or layers, by name
     main_part: str = "main"  # the name of `raw` among the parts ("mix", "combat", ...)
+    weights_sha256: str | None = None  # the exact weights (None: weight-free draft model)
 
 
 class PostprocessInput(BaseModel):

@@ -3,7 +3,15 @@
 from typing import Final
 
 CPU_TASK_QUEUE: Final = "tunesmith-cpu"
-GPU_TASK_QUEUE: Final = "tunesmith-gpu"
+GPU_TASK_QUEUE: Final = "tunesmith-gpu"  # histories from before per-model queues
+
+
+def gpu_task_queue(model_id: str) -> str:
+    """The GPU task queue of one model: only workers that serve the model poll it, so a job
+    for a model no worker serves waits there and times out (schedule-to-start) instead of
+    bouncing between workers that cannot run it."""
+    return f"{GPU_TASK_QUEUE}-{model_id}"
+
 
 GENERATE_TRACK_WORKFLOW: Final = "GenerateTrack"
 DELIVER_JOB_EVENTS_WORKFLOW: Final = "DeliverJobEvents"

@@ -18,9 +18,11 @@ MAX_TEMPO_BPM = 300.0
 
 
 class Tier(StrEnum):
-    """Quality tier; picks the model backend. Later tiers add neural backends."""
+    """Quality tier; the deployment's configuration maps each tier to a model
+    (`TUNESMITH_DRAFT_MODEL`, `TUNESMITH_FINAL_MODEL`)."""
 
     DRAFT = "draft"
+    FINAL = "final"
 
 
 class ReviewMode(StrEnum):
@@ -64,8 +66,8 @@ INPUT_URI_PREFIX = "s3://"
 
 # The model backend serving each tier, and the longest output it renders in one job (its model
 # card says the same). The SDK checks these before starting anything.
-TIER_MODEL: dict[Tier, str] = {Tier.DRAFT: "draft"}
-TIER_MAX_DURATION_S: dict[Tier, float] = {Tier.DRAFT: 600.0}
+# A coarse ceiling checked before anything else; the resolved model's card sets the real limit.
+TIER_MAX_DURATION_S: dict[Tier, float] = {Tier.DRAFT: 600.0, Tier.FINAL: 600.0}
 
 
 class GenerationRequest(BaseModel):
@@ -98,6 +100,10 @@ class GenerationRequest(BaseModel):
     layers: Annotated[list[str] | None, Field(min_length=1, max_length=6)] = None
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     tier: Tier = Tier.DRAFT
+    model: Annotated[
+        str | None,
+        Field(max_length=100, pattern=r"^[a-z0-9][a-z0-9.-]*$", description="a model id"),
+    ] = None  # overrides the tier's model (see `tunesmith models list`)
     product: Product | None = None
     review: ReviewMode = ReviewMode.AUTO
     profile: DeliveryProfileName = "streaming"

@@ -181,7 +181,10 @@ def generate(
         str | None, typer.Option(help="layers product: e.g. calm,tense,combat")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same music)")] = 0,
-    tier: Annotated[Tier, typer.Option(help="Quality tier / model family")] = Tier.DRAFT,
+    tier: Annotated[Tier, typer.Option(help="Quality tier (configured to a model)")] = Tier.DRAFT,
+    model: Annotated[
+        str | None, typer.Option(help="A model id, overriding the tier (`models list`)")
+    ] = None,
     product: Annotated[
         Product | None, typer.Option(help="track | loop | stems | layers [track]")
     ] = None,
@@ -225,7 +228,8 @@ def generate(
         "prompt": prompt, "template": template, "variables": variables, "duration_s": duration,
         "tempo_bpm": tempo, "key": key, "meter": meter, "instruments": split(instruments),
         "mood": mood, "energy": energy, "structure": split(structure), "layers": split(layers),
-        "transpose_melody": transpose_melody, "seed": seed, "tier": tier, "product": product,
+        "transpose_melody": transpose_melody, "seed": seed, "tier": tier, "model": model,
+        "product": product,
         "review": review, "tenant": tenant, "profile": profile, "formats": split(formats),
         "callback_url": callback_url,
     }  # fmt: skip
@@ -466,10 +470,12 @@ def worker_gpu() -> None:
 
 
 from tunesmith.cli_controls import eval_controls, templates_app  # noqa: E402
+from tunesmith.cli_models import models_app  # noqa: E402
 from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # noqa: E402
 
 eval_app.command("controls")(eval_controls)
 app.add_typer(templates_app, name="templates")
+app.add_typer(models_app, name="models")
 
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(similarity_app, name="similarity")

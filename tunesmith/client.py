@@ -250,6 +250,7 @@ class Client:
             idempotency_key=idempotency_key,
             review_timeout_s=s.review_timeout_s,
             heartbeat_timeout_s=s.heartbeat_timeout_s,
+            gpu_queue_timeout_s=s.gpu_queue_timeout_s,
         )
         try:
             await self.temporal.start_workflow(

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.audio_io import read_audio
 from activities.controls.activity import ControlActivities
 from activities.inference.activity import InferenceActivities
 from activities.inference.registry import ModelRegistry
@@ -26,7 +29,7 @@ from infra.db import Database
 from infra.settings import Settings
 from infra.store import ObjectStore
 from infra.temporal import connect_temporal
-from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE
+from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE, gpu_task_queue
 from workflows.deliver_webhooks import DeliverJobEvents
 from workflows.generate_track import GenerateTrack
 
@@ -50,32 +53,57 @@ def cpu_activities(
     ]
 
 
-def build_worker(
+def build_workers(
     kind: str, client: Client, db: Database, store: ObjectStore, settings: Settings,
     registry: ModelRegistry | None = None,
-) -> Worker:  # fmt: skip
-    """The worker for `kind` ("cpu": workflows + CPU activities; "gpu": generate_audio)."""
+) -> list[Worker]:  # fmt: skip
+    """The workers of one process of `kind`.
+
+    "cpu": workflows + CPU activities on one queue. "gpu": `generate_audio` on one queue per
+    served model (plus the pre-per-model queue for the draft model, for in-flight jobs), all
+    sharing one concurrency limit (`gpu_max_concurrent`) and the warm registry.
+    """
     if kind == "cpu":
-        return Worker(
-            client,
-            task_queue=CPU_TASK_QUEUE,
-            workflows=[GenerateTrack, DeliverJobEvents],
-            activities=cpu_activities(db, store, settings),
-            max_concurrent_activities=settings.worker_max_concurrent_activities,
-            # On SIGTERM, running steps get this long to finish before they are cancelled.
-            graceful_shutdown_timeout=timedelta(seconds=10),
-        )
+        return [
+            Worker(
+                client,
+                task_queue=CPU_TASK_QUEUE,
+                workflows=[GenerateTrack, DeliverJobEvents],
+                activities=cpu_activities(db, store, settings),
+                max_concurrent_activities=settings.worker_max_concurrent_activities,
+                # On SIGTERM, running steps get this long to finish before they are cancelled.
+                graceful_shutdown_timeout=timedelta(seconds=10),
+            )
+        ]
     if kind == "gpu":
-        registry = registry or ModelRegistry(settings)
-        return Worker(
-            client,
-            task_queue=GPU_TASK_QUEUE,
-            activities=[InferenceActivities(registry, store, db).generate_audio],
-            # One render at a time per accelerator; the pool scales by adding workers.
-            max_concurrent_activities=1,
-            graceful_shutdown_timeout=timedelta(seconds=10),
-        )
+        registry = registry or ModelRegistry(settings, reference_loader=_store_loader(store))
+        limit = settings.gpu_max_concurrent
+        activities = InferenceActivities(registry, store, db, max_concurrent=limit)
+        queues = [gpu_task_queue(m) for m in registry.served_models]
+        if "draft" in registry.served_models:
+            queues.append(GPU_TASK_QUEUE)
+        return [
+            Worker(
+                client,
+                task_queue=queue,
+                activities=[activities.generate_audio],
+                max_concurrent_activities=limit,
+                graceful_shutdown_timeout=timedelta(seconds=10),
+            )
+            for queue in queues
+        ]
     raise ValueError(f"unknown worker kind {kind!r}; expected 'cpu' or 'gpu'")
+
+
+def _store_loader(store: ObjectStore) -> Callable[[str], tuple[np.ndarray, int]]:
+    """Reference audio for audio-conditioned models, read from the artifact store by URI."""
+
+    def load(uri: str) -> tuple[np.ndarray, int]:
+        with tempfile.TemporaryDirectory(prefix="tunesmith-ref-") as tmp:
+            samples, rate = read_audio(store.download(uri, Path(tmp) / "reference"))
+        return samples, rate
+
+    return load
 
 
 async def run_worker(kind: str, settings: Settings, ready_file: Path | None = None) -> None:
@@ -87,21 +115,24 @@ async def run_worker(kind: str, settings: Settings, ready_file: Path | None = No
         store = ObjectStore(settings)
         registry = None
         if kind == "gpu":
-            registry = ModelRegistry(settings)
+            registry = ModelRegistry(settings, reference_loader=_store_loader(store))
             # Load the models now so the first job does not pay for it (keep-warm).
             for model_id in registry.served_models:
                 await asyncio.to_thread(registry.get, model_id)
-        worker = build_worker(kind, client, db, store, settings, registry)
+        workers = build_workers(kind, client, db, store, settings, registry)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        async with worker:
+        async with AsyncExitStack() as running:
+            for worker in workers:
+                await running.enter_async_context(worker)
+            queues = ", ".join(w.task_queue for w in workers)
             served = f" serving models {registry.served_models}" if registry else ""
-            log.info("worker %s polling %s%s", kind, worker.task_queue, served)
+            log.info("worker %s polling %s%s", kind, queues, served)
             if ready_file is not None:
                 ready_file.parent.mkdir(parents=True, exist_ok=True)
-                ready_file.write_text(worker.task_queue)
+                ready_file.write_text(queues)
             await stop.wait()
             log.info("worker %s shutting down", kind)
         if ready_file is not None:

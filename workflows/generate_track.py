@@ -8,12 +8,13 @@ from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as ActivityTimeoutError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from schemas import names
-    from schemas.errors import NON_RETRYABLE_ERROR_TYPES, REVIEW_NOT_ALLOWED
+    from schemas.errors import MODEL_NOT_SERVED, NON_RETRYABLE_ERROR_TYPES, REVIEW_NOT_ALLOWED
     from schemas.jobs import (
         CheckSimilarityInput,
         CheckSimilarityOutput,
@@ -184,16 +185,35 @@ class GenerateTrack:
         )
 
         self._set_stage(Stage.GENERATING)
-        generated: GenerateAudioOutput = await workflow.execute_activity(
-            "generate_audio",
-            GenerateAudioInput(job_id=job_id, tokens=tokens),
-            result_type=GenerateAudioOutput,
-            task_queue=names.GPU_TASK_QUEUE,
-            # Generous for long renders; a dead worker is noticed by the heartbeat timeout.
-            start_to_close_timeout=timedelta(seconds=300 + 2 * tokens.duration_s),
-            heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_s),
-            retry_policy=GPU_RETRY,
-        )
+        # Histories from before per-model queues scheduled every render on one GPU queue.
+        per_model = workflow.patched("per-model-gpu-queue-v1")
+        queue = names.gpu_task_queue(tokens.model_id) if per_model else names.GPU_TASK_QUEUE
+        try:
+            generated: GenerateAudioOutput = await workflow.execute_activity(
+                "generate_audio",
+                GenerateAudioInput(job_id=job_id, tokens=tokens),
+                result_type=GenerateAudioOutput,
+                task_queue=queue,
+                # Generous for long renders; a dead worker is noticed by the heartbeat timeout.
+                start_to_close_timeout=timedelta(seconds=300 + 2 * tokens.duration_s),
+                # No worker serving the model: fail clearly instead of waiting forever.
+                schedule_to_start_timeout=timedelta(seconds=inp.gpu_queue_timeout_s)
+                if per_model
+                else None,
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_s),
+                retry_policy=GPU_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if (
+                isinstance(cause, ActivityTimeoutError)
+                and cause.type == TimeoutType.SCHEDULE_TO_START
+            ):
+                message = (f"no GPU worker serves model {tokens.model_id!r} (waited "
+                           f"{inp.gpu_queue_timeout_s:g} s on {queue})")  # fmt: skip
+                await self._finish(job_id, Stage.FAILED, f"{MODEL_NOT_SERVED}: {message}")
+                raise ApplicationError(message, type=MODEL_NOT_SERVED, non_retryable=True) from err
+            raise
         self._status.artifacts["raw"] = generated.raw.uri
 
         self._set_stage(Stage.POSTPROCESSING)

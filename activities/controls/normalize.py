@@ -27,14 +27,14 @@ from activities.controls.midi import (
     melody_chroma,
 )
 from activities.controls.templates import get_template, render_template
+from activities.inference.cards import ModelCard, get_card
+from activities.inference.model_settings import get_model_settings, resolve_model_id
 from schemas.controls import ControlTokens, InstrumentToken, LayerToken, ReferenceSummary
 from schemas.errors import InvalidRequestError
 from schemas.music import GM_INSTRUMENTS, MOODS, key_name, parse_key, parse_meter
 from schemas.request import (
     DEFAULT_LAYERS,
     LAYER_ENERGY,
-    TIER_MAX_DURATION_S,
-    TIER_MODEL,
     GenerationRequest,
     Product,
     validate_request,
@@ -67,6 +67,19 @@ class ControlInputs:
 
     melody: ParsedMelody | None = None
     reference: ReferenceSummary | None = None
+
+
+def _model_card(request: GenerationRequest) -> ModelCard:
+    """The card of the model serving the request: its explicit model, else its tier's model."""
+    model_id = resolve_model_id(get_model_settings(), tier=request.tier.value,
+                                model_id=request.model)  # fmt: skip
+    try:
+        card = get_card(model_id)
+    except KeyError:
+        raise InvalidRequestError(
+            f"unknown model {model_id!r}; see `tunesmith models list`"
+        ) from None
+    return card
 
 
 def _same_scale(a_pc: int, a_mode: str, b_pc: int, b_mode: str) -> bool:
@@ -184,15 +197,21 @@ def normalize_request(
                                         / (bar_s * tempo / 60.0) - 1e-9)  # fmt: skip
                 duration = (melody_bars + 1) * bar_s
         bars = max(1, math.ceil(duration / bar_s - 1e-9))
-    limit = TIER_MAX_DURATION_S[request.tier]
-    if duration > limit:
+    card = _model_card(request)
+    if duration > card.max_duration_s:
         raise InvalidRequestError(
-            f"{duration:g} s ({bars} bars) is over the {request.tier.value} backend's limit of "
-            f"{limit:g} s"
+            f"{duration:g} s ({bars} bars) is over {card.id}'s limit of {card.max_duration_s:g} s"
         )
     total_beats = duration * tempo / 60.0
     if notes:
         check_melody_fits(notes, total_beats, tempo_bpm=tempo)
+        if not card.supports("melody"):
+            raise InvalidRequestError(
+                f"model {card.id} cannot follow a MIDI melody; use a model whose card lists "
+                "'melody' (tunesmith models list)"
+            )
+    if product is Product.STEMS and not card.supports("stems"):
+        raise InvalidRequestError(f"model {card.id} cannot render stems")
 
     instruments = pick("instruments", tpl.get("instruments")) or list(DEFAULT_INSTRUMENTS)
     energy = pick("energy", tpl.get("energy"), MOODS[mood][0] if mood else None)
@@ -224,7 +243,7 @@ def normalize_request(
         ],
         seed=request.seed,
         tier=request.tier.value,
-        model_id=TIER_MODEL[request.tier],
+        model_id=card.id,
         product=product.value,
         mood=mood,
         energy=float(energy if energy is not None else DEFAULT_ENERGY),

@@ -14,12 +14,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.audio_io import CONTENT_TYPES, describe, write_wav
-from activities.inference.backend import UnsupportedControlsError
+from activities.inference.failures import classify
 from activities.inference.products import render_product
-from activities.inference.registry import ModelRegistry, UnknownModelError
+from activities.inference.registry import ModelRegistry
 from infra.db import Database
 from infra.store import ObjectStore
-from schemas.errors import BACKEND_LIMIT, INVALID_REQUEST, UNKNOWN_MODEL
+from schemas.errors import BACKEND_LIMIT
 from schemas.jobs import AudioRef, GenerateAudioInput, GenerateAudioOutput
 
 
@@ -49,10 +49,14 @@ async def _heartbeating(detail: dict[str, object], every_s: float = 1.0) -> Asyn
 class InferenceActivities:
     """The GPU queue's activities, bound to the worker's warm model registry."""
 
-    def __init__(self, registry: ModelRegistry, store: ObjectStore, db: Database) -> None:
+    def __init__(
+        self, registry: ModelRegistry, store: ObjectStore, db: Database, max_concurrent: int = 1
+    ) -> None:
         self.registry = registry
         self.store = store
         self.db = db
+        # One limit for the whole GPU, shared by the workers of every model it serves.
+        self._gpu = asyncio.Semaphore(max_concurrent)
 
     @activity.defn(name="generate_audio")
     async def generate_audio(self, inp: GenerateAudioInput) -> GenerateAudioOutput:
@@ -64,8 +68,9 @@ class InferenceActivities:
         tokens = inp.tokens
         try:
             backend = await asyncio.to_thread(self.registry.get, tokens.model_id)
-        except UnknownModelError as exc:
-            raise ApplicationError(str(exc), type=UNKNOWN_MODEL) from None
+            weights_sha256 = await asyncio.to_thread(self.registry.weights_hash, tokens.model_id)
+        except Exception as exc:  # unknown model, missing weights, a broken checkpoint
+            raise classify(exc, model_id=tokens.model_id) from exc
         if tokens.duration_s > backend.max_duration_s:
             raise ApplicationError(
                 f"{tokens.duration_s:g} s is over {backend.model_id}'s limit of "
@@ -80,14 +85,20 @@ class InferenceActivities:
             detail = {"stage": "generating", "progress": round(fraction, 3)}
             loop.call_soon_threadsafe(activity.heartbeat, detail, context=ctx)
 
-        activity.heartbeat({"stage": "generating", "progress": 0.0})
-        started = time.perf_counter()
+        async with _heartbeating({"stage": "waiting for the GPU", "progress": 0.0}):
+            await self._gpu.acquire()
         try:
-            product = await asyncio.to_thread(render_product, backend, tokens, progress)
-        except UnsupportedControlsError as exc:
-            # The backend refuses these controls; rendering them again cannot succeed.
-            raise ApplicationError(str(exc), type=INVALID_REQUEST, non_retryable=True) from None
-        render_seconds = time.perf_counter() - started
+            activity.heartbeat({"stage": "generating", "progress": 0.0})
+            started = time.perf_counter()
+            try:
+                product = await asyncio.to_thread(render_product, backend, tokens, progress)
+            except Exception as exc:
+                # Typed: invalid conditioning never retries; OOM and crashes do (see failures).
+                activity.logger.warning("generation failed: %r", exc)
+                raise classify(exc, model_id=tokens.model_id) from exc
+            render_seconds = time.perf_counter() - started
+        finally:
+            self._gpu.release()
 
         # A long render is ~160 MB of WAV: keep heartbeating while it is written and uploaded,
         # or the heartbeat timeout would declare this worker dead and render it all again.
@@ -119,4 +130,5 @@ class InferenceActivities:
             render_seconds=render_seconds,
             parts=parts,
             main_part=product.main_name,
+            weights_sha256=weights_sha256,
         )

@@ -23,7 +23,12 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
         "request_sha256": inp.request_sha256,
         "controls": inp.tokens.model_dump(mode="json"),
         "controls_version": inp.tokens.controls_version,
-        "model": {"id": gen.model_id, "version": gen.model_version},
+        "model": {
+            "id": gen.model_id,
+            "version": gen.model_version,
+            "weights_sha256": gen.weights_sha256,
+            "card": f"tunesmith models show {gen.model_id}",
+        },
         "seed": inp.tokens.seed,
         "postprocess_version": post.postprocess_version,
         "delivery_profile": post.profile,

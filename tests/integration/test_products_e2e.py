@@ -21,6 +21,7 @@ from schemas.jobs import TERMINAL_STAGES, GenerateTrackInput, Stage
 from tests.integration.helpers import run_cli, wait_for_stage
 from tests.unit.test_normalize_controls import D_MINOR_TUNE, _tone_file, midi_bytes
 from tunesmith import Client
+from tunesmith.client import JobFailedError
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +153,19 @@ async def test_directly_started_job_with_a_missing_input_fails_cleanly(
         await handle.result()
     assert "does not exist" in str(failure.value.cause)
     assert await db.artifacts(job_id) == []
+
+
+async def test_model_no_worker_serves_fails_clearly(client: Client, db: Database) -> None:
+    """The test stack's GPU worker serves only the draft model: a job for MusicGen must fail
+    with ModelNotServed after the queue timeout, not wait forever."""
+    impatient = Client(client.temporal, client.settings.model_copy(
+        update={"gpu_queue_timeout_s": 3.0}))  # fmt: skip
+    handle = await impatient.submit({"prompt": "x", "model": "musicgen-small", "duration_s": 4})
+    status = await wait_for_stage(handle, *TERMINAL_STAGES, timeout_s=60)
+    assert status.stage is Stage.FAILED
+    assert status.error is not None and "ModelNotServed" in status.error
+    assert "musicgen-small" in status.error
+    with pytest.raises(JobFailedError, match="no GPU worker serves model"):
+        await handle.result()  # the workflow has recorded the failure by then
+    job = await db.get_job(handle.job_id)
+    assert job is not None and job["stage"] == "failed"

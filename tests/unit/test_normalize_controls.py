@@ -121,6 +121,10 @@ def test_template_renders_prompt_and_defaults_and_explicit_wins() -> None:
         ({"prompt": "x", "midi": "/tmp/tune.mid"}, "s3://"),
         ({"prompt": "x", "energy": 1.5}, "energy"),
         ({"prompt": "x", "product": "loop", "duration_s": 900}, "limit"),
+        ({"prompt": "x", "model": "no-such-model"}, "unknown model"),
+        ({"prompt": "x", "model": "musicgen-small", "product": "stems"}, "cannot render stems"),
+        ({"prompt": "x", "model": "stable-audio-open-1.0", "duration_s": 60}, "limit of 47"),
+        ({"prompt": "x", "model": "Bad Id"}, "model"),
     ],
 )
 def test_bad_requests_fail_with_clear_errors(request_data: dict, message: str) -> None:
@@ -162,6 +166,26 @@ def test_melody_transposed_into_requested_key_only_when_asked() -> None:
     # The relative major uses the same notes: no transposition needed, none applied.
     _, rel = normalize_request({**request, "key": "F major"}, inputs)
     assert rel.melody_transpose == 0 and rel.key_name == "F major"
+
+
+def test_melody_needs_a_model_that_follows_one() -> None:
+    request, inputs = _melody_inputs(midi_bytes(D_MINOR_TUNE))
+    with pytest.raises(InvalidRequestError, match="cannot follow a MIDI melody"):
+        normalize_request({**request, "model": "musicgen-small"}, inputs)
+    _, t = normalize_request({**request, "model": "musicgen-melody"}, inputs)
+    assert t.model_id == "musicgen-melody" and t.melody_chroma
+
+
+def test_tiers_resolve_to_configured_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from activities.inference.model_settings import get_model_settings
+
+    monkeypatch.setenv("TUNESMITH_FINAL_MODEL", "musicgen-small")
+    get_model_settings.cache_clear()
+    try:
+        assert normalize_request({"prompt": "x", "tier": "final"})[1].model_id == "musicgen-small"
+        assert normalize_request({"prompt": "x"})[1].model_id == "draft"
+    finally:
+        get_model_settings.cache_clear()
 
 
 def test_melody_longer_than_track_is_contradictory() -> None:
