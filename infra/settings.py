@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     gpu_queue_timeout_s: float = Field(default=600.0, gt=0)
     # Renders one GPU worker runs at once (all its models together).
     gpu_max_concurrent: int = Field(default=1, ge=1, le=64)
+    # Disclosure: every master carries an inaudible watermark (payload: hash of the job id)
+    # and every WAV/FLAC/MP3 deliverable a signed C2PA manifest stating AI generation.
+    watermark_enabled: bool = True
+    watermark_key: str | None = None  # None: a random key kept in <home>/watermark.key
+    c2pa_enabled: bool = True
+    c2pa_cert_chain: Path | None = None  # PEM, leaf first; None: a local identity in <home>/c2pa
+    c2pa_private_key: Path | None = None
+    c2pa_tsa_url: str | None = None  # a timestamp authority, so signatures outlive the cert
     soundfont_path: Path | None = None
     draft_price_cents_per_minute: int = 10
     # Signs webhook bodies (X-Tunesmith-Signature: sha256=HMAC(secret, body)) when set.

@@ -166,6 +166,8 @@ class PostprocessOutput(BaseModel):
     compressed: AudioRef | None = None  # histories before postprocess-2 only
     parts: list[PartOutput] = Field(default_factory=list)  # stems / layers
     manifest: dict[str, Any] | None = None  # product manifest (grid, parts), see manifest.py
+    watermark: dict[str, str] | None = None  # {"scheme", "payload"} when embedded
+    c2pa_signed: list[str] = Field(default_factory=list)  # formats carrying a C2PA manifest
 
 
 class CheckSimilarityInput(BaseModel):

@@ -471,11 +471,15 @@ def worker_gpu() -> None:
 
 from tunesmith.cli_controls import eval_controls, templates_app  # noqa: E402
 from tunesmith.cli_models import models_app  # noqa: E402
+from tunesmith.cli_provenance import eval_watermark, verify, watermark_app  # noqa: E402
 from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # noqa: E402
 
 eval_app.command("controls")(eval_controls)
 app.add_typer(templates_app, name="templates")
 app.add_typer(models_app, name="models")
+app.add_typer(watermark_app, name="watermark")
+app.command("verify")(verify)
+eval_app.command("watermark")(eval_watermark)
 
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(similarity_app, name="similarity")

@@ -8,7 +8,6 @@ Wiring (tunesmith/cli.py): `app.command("verify")(verify)`,
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from activities.audio_io import read_audio
+from activities.publish import identity
 from activities.publish import watermark as wm
 from activities.publish.c2pa_signing import (
     IDENTITY_SUBDIR,
@@ -44,14 +44,8 @@ def _default_trust_anchors() -> Path | None:
 
 
 def watermark_key() -> bytes:
-    """The key from settings (`TUNESMITH_WATERMARK_KEY`); exits 2 when it is not set."""
-    key = getattr(get_settings(), "watermark_key", None) or os.environ.get(
-        "TUNESMITH_WATERMARK_KEY"
-    )
-    if not key:
-        err.print("[red]error:[/red] no watermark key: set TUNESMITH_WATERMARK_KEY")
-        raise typer.Exit(2)
-    return str(key).encode()
+    """The deployment's key: `TUNESMITH_WATERMARK_KEY`, else the local stack's key file."""
+    return identity.watermark_key(get_settings())
 
 
 def verify(

@@ -173,6 +173,7 @@ def evaluate_request(
         requested_duration_s=tokens.duration_s, instruments=[i.name for i in tokens.instruments],
         seed=tokens.seed, loop_frames=loop_frames, parts=product.parts,
         link="static" if tokens.product == "layers" else "curve",
+        watermark=(b"eval-key", 0x5EED),  # what ships is watermarked: measure that
     )  # fmt: skip
     files = master_files(product.main, product.sample_rate, job, workdir)
     master, rate = sf.read(files.master, dtype="float64", always_2d=True)

@@ -14,12 +14,18 @@ from activities.audio_io import describe, read_audio
 from activities.postprocess.formats import FORMATS, AudioTags
 from activities.postprocess.loudness import POSTPROCESS_VERSION
 from activities.postprocess.manifest import build_manifest
-from activities.postprocess.pipeline import MasteringJob, master_files
+from activities.postprocess.pipeline import MasteredFiles, MasteringJob, master_files
 from activities.postprocess.profiles import PROFILES
+from activities.publish.c2pa_signing import sign_file
+from activities.publish.identity import signing_identity, watermark_key
+from activities.publish.watermark import payload_for_job
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import INVALID_REQUEST, UNMASTERABLE_AUDIO
 from schemas.jobs import AudioRef, PartOutput, PostprocessInput, PostprocessOutput
+
+# Formats c2pa-python can embed a manifest in (it cannot in Ogg/Opus).
+C2PA_FORMATS = frozenset({"wav24", "wav16", "flac", "mp3"})
 
 
 def postprocess_key(job_id: str, name: str) -> str:
@@ -46,7 +52,27 @@ class PostprocessActivities:
         )
         return describe(path, uri, fmt)
 
+    def _sign(self, files: MasteredFiles, inp: PostprocessInput) -> list[str]:
+        """Embed a signed C2PA manifest (AI generated, model) in every deliverable whose
+        format C2PA supports; returns those formats (Opus is delivered unsigned)."""
+        identity = signing_identity(self.store.settings)
+        model_id, _, model_version = inp.model.partition(" ")
+        deliverables = list(files.deliverables)
+        for part in files.parts:
+            deliverables += part.deliverables
+        signed = set()
+        for fmt, path in dict.fromkeys(deliverables):
+            if fmt not in C2PA_FORMATS:
+                continue
+            sign_file(path, path, identity=identity, title=inp.title or inp.job_id,
+                      job_id=inp.job_id, model_id=model_id, model_version=model_version,
+                      assertions={"watermark": files.watermark,
+                                  "postprocess_version": POSTPROCESS_VERSION})  # fmt: skip
+            signed.add(fmt)
+        return sorted(signed)
+
     def _master(self, inp: PostprocessInput, tmp: Path) -> _Mastered:
+        settings = self.store.settings
         profile = PROFILES.get(inp.profile)
         if profile is None:
             raise ApplicationError(f"unknown delivery profile {inp.profile!r}",
@@ -67,12 +93,17 @@ class PostprocessActivities:
             loop_frames=loop_frames,
             parts=parts,
             link="static" if tokens is not None and tokens.product == "layers" else "curve",
+            watermark=(watermark_key(settings), payload_for_job(inp.job_id))
+            if settings.watermark_enabled
+            else None,
         )
         try:
             files = master_files(raw, rate, job, tmp)
         except ValueError as exc:
             # Silent output cannot be mastered; another attempt would render the same silence.
             raise ApplicationError(str(exc), type=UNMASTERABLE_AUDIO, non_retryable=True) from None
+
+        signed = self._sign(files, inp) if settings.c2pa_enabled else []
 
         def upload(path: Path, fmt: str) -> AudioRef:
             return self._upload(path, path.name, fmt, FORMATS[fmt].content_type, inp.job_id)
@@ -114,6 +145,8 @@ class PostprocessActivities:
             preview=preview,
             overview_uri=overview_uri,
             features=files.features,
+            watermark=files.watermark,
+            c2pa_signed=signed,
             parts=part_outputs,
             manifest=build_manifest(tokens, master_ref, part_outputs, inp.main_part)
             if tokens is not None and (tokens.loop or part_outputs)

@@ -103,7 +103,12 @@ def limiter_gain(peak: np.ndarray, sample_rate: int, ceiling_db: float) -> np.nd
 
 
 def normalize_loudness(
-    samples: np.ndarray, sample_rate: int, *, target_lufs: float, ceiling_dbtp: float
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    target_lufs: float,
+    ceiling_dbtp: float,
+    margin_db: float = 0.1,
 ) -> LoudnessResult:
     """Gain `samples` to `target_lufs` with true peak ≤ `ceiling_dbtp`.
 
@@ -117,7 +122,7 @@ def normalize_loudness(
     total_gain_db = 0.0
     gain = np.ones(x.shape[0])
     # A margin under the ceiling absorbs what the oversampled estimate misses.
-    limit_db = ceiling_dbtp - 0.1
+    limit_db = ceiling_dbtp - margin_db
     for _ in range(4):
         step_db = target_lufs - measured
         total_gain_db += step_db

@@ -6,6 +6,7 @@ wraps it with download, upload and bookkeeping.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from activities.postprocess.loudness import (
 from activities.postprocess.preview import preview_clip, render_overview_png
 from activities.postprocess.profiles import DeliveryProfile
 from activities.postprocess.quality import assess_quality
+from activities.publish import watermark
 from schemas.jobs import AudioFeatures, AudioMeasurements, QualityReport
 from schemas.request import DeliveryFormat
 
@@ -52,6 +54,8 @@ class MasteringJob:
     # with each part's own limiter (layers keep their relative levels).
     parts: dict[str, np.ndarray] = field(default_factory=dict)
     link: Literal["curve", "static"] = "curve"
+    # (key, 32-bit payload) of the inaudible watermark embedded in every master; None: none.
+    watermark: tuple[bytes, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ class MasteredFiles:
     features: AudioFeatures
     quality: QualityReport
     parts: list[MasteredPart] = field(default_factory=list)
+    watermark: dict[str, str] | None = None  # scheme and payload, when embedded
 
 
 def _condition(x: np.ndarray, rate: int, out_rate: int, loop_frames: int | None) -> np.ndarray:
@@ -112,9 +117,18 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
     raw_rate = rate
     cleaned = _condition(raw, rate, profile.sample_rate, job.loop_frames)
     rate = profile.sample_rate
+    # A watermark adds up to ~0.15 dB to peaks: the limiter leaves room for it.
     result = normalize_loudness(cleaned, rate, target_lufs=profile.target_lufs,
-                                ceiling_dbtp=profile.true_peak_dbtp)  # fmt: skip
+                                ceiling_dbtp=profile.true_peak_dbtp,
+                                margin_db=0.1 if job.watermark is None else 0.3)  # fmt: skip
     master = _middle(result.samples, job.loop_frames)
+    mark: np.ndarray | None = None  # what the watermark added to the master
+    if job.watermark is not None:
+        try:
+            marked = watermark.embed(master, rate, job.watermark[1], job.watermark[0])
+            mark, master = marked - master, marked
+        except watermark.AudioTooShortError:
+            pass  # under one watermark period (~4 s): delivered unmarked, recorded as such
 
     def write(samples: np.ndarray, fmt: DeliveryFormat, name: str) -> Path:
         path = workdir / name
@@ -130,6 +144,10 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
 
     master_path, deliverables = deliver(master, "master")
     parts = []
+    # Stems: the mix's mark goes into the loudest stem, so the stems still sum to the mix.
+    marked_stem = None
+    if mark is not None and job.link == "curve" and job.parts:
+        marked_stem = max(job.parts, key=lambda n: float(np.mean(job.parts[n] ** 2)))
     for name, part_raw in job.parts.items():
         part = _condition(part_raw, raw_rate, rate, job.loop_frames)
         if job.link == "curve":
@@ -141,6 +159,11 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
                 * limiter_gain(peak_envelope(part), rate, profile.true_peak_dbtp - 0.1)[:, None]
             )
         part = _middle(part, job.loop_frames).astype(np.float32)
+        if name == marked_stem and mark is not None:
+            part = part + mark
+        elif job.link == "static" and job.watermark is not None:  # layers: each its own mark
+            with contextlib.suppress(watermark.AudioTooShortError):
+                part = watermark.embed(part, rate, job.watermark[1], job.watermark[0])
         part_master, part_files = deliver(part, f"part-{name}")
         parts.append(MasteredPart(name, part_master, part_files,
                                   integrated_lufs(part.astype(np.float64), rate),
@@ -149,9 +172,12 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
     overview = workdir / "overview.png"
     render_overview_png(master, rate, overview, title=f"{job.tags.job_id} · {job.tags.title[:60]}")
     features = extract_features(master, rate, instruments=job.instruments)
+    # Measured on what ships (watermark included); a loop as it plays, repeated.
+    repeats = math.ceil(3.0 * rate / len(master))
+    shipped_lufs = integrated_lufs(np.tile(master.astype(np.float64), (repeats, 1)), rate)
     measurements = AudioMeasurements(
-        integrated_lufs=round(result.integrated_lufs, 2),
-        true_peak_dbtp=round(result.true_peak_dbtp, 2),
+        integrated_lufs=round(shipped_lufs, 2),
+        true_peak_dbtp=round(true_peak_dbtp(master), 2),
         duration_s=master.shape[0] / rate,
         sample_rate=rate,
         loudness_range_lu=features.loudness_range_lu,
@@ -160,8 +186,11 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
     quality = assess_quality(
         raw, master, rate,
         requested_duration_s=job.requested_duration_s,
-        integrated_lufs=result.integrated_lufs, target_lufs=profile.target_lufs,
+        integrated_lufs=shipped_lufs, target_lufs=profile.target_lufs,
         loop=job.loop_frames is not None,
     )  # fmt: skip
+    mark_info = None
+    if mark is not None and job.watermark is not None:
+        mark_info = {"scheme": watermark.WATERMARK_SCHEME, "payload": f"{job.watermark[1]:08x}"}
     return MasteredFiles(master_path, deliverables, preview, overview, measurements, features,
-                         quality, parts)  # fmt: skip
+                         quality, parts, mark_info)  # fmt: skip

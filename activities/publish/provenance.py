@@ -47,6 +47,10 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
             else None,
         },
         "manifest": post.manifest,
+        "disclosure": {
+            "watermark": post.watermark,
+            "c2pa_signed_formats": post.c2pa_signed,
+        },
         "outputs": published,
         "measurements": post.measurements.model_dump(mode="json"),
         "features": post.features.model_dump(mode="json", exclude={"embedding"})

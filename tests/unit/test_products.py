@@ -17,6 +17,7 @@ from activities.postprocess.formats import AudioTags
 from activities.postprocess.manifest import build_manifest
 from activities.postprocess.pipeline import MasteringJob, master_files
 from activities.postprocess.profiles import PROFILES
+from activities.publish.watermark import WATERMARK_SCHEME, detect, payload_for_job
 from schemas.controls import ControlTokens
 from schemas.jobs import AudioRef, PartOutput
 
@@ -109,6 +110,7 @@ def _master(
     tmp: Path,
     parts: dict[str, np.ndarray] | None = None,
     profile_name: str = "streaming",
+    mark: tuple[bytes, int] | None = None,
 ):
     profile = PROFILES[profile_name]
     job = MasteringJob(
@@ -116,7 +118,7 @@ def _master(
         tags=AudioTags(title="t", job_id="job-test", model="draft"),
         requested_duration_s=t.duration_s, instruments=[], seed=t.seed,
         loop_frames=round(t.duration_s * profile.sample_rate) if t.loop else None,
-        parts=parts or {}, link="static" if t.product == "layers" else "curve",
+        parts=parts or {}, link="static" if t.product == "layers" else "curve", watermark=mark,
     )  # fmt: skip
     return master_files(main, RATE, job, tmp)
 
@@ -177,3 +179,28 @@ def test_layers_share_the_grid_and_keep_their_levels(draft: DraftBackend, tmp_pa
     assert manifest["loop_length_samples"] == 384000
     assert manifest["switch_points_samples"] == [0, 96000, 192000, 288000]
     assert [p["energy"] for p in manifest["parts"]] == [0.25, 0.55, 0.9]
+
+
+def test_watermarked_stems_still_sum_and_loops_stay_seamless(
+    draft: DraftBackend, tmp_path: Path
+) -> None:
+    key, payload = b"test-key", payload_for_job("job-test")
+    t = tokens(product="stems", duration_s=10.0)
+    out = render_product(draft, t)
+    files = _master(out.main, t, tmp_path, out.parts, mark=(key, payload))
+    assert files.watermark == {"scheme": WATERMARK_SCHEME, "payload": f"{payload:08x}"}
+    mix, rate = sf.read(files.master, dtype="float64", always_2d=True)
+    assert detect(mix, rate, key).payload == payload
+    total = sum(sf.read(p.master, dtype="float64", always_2d=True)[0] for p in files.parts)
+    error_db = 20 * np.log10(np.sqrt(np.mean((total - mix) ** 2)) / np.sqrt(np.mean(mix**2)))
+    assert error_db < -60.0
+    assert files.measurements.true_peak_dbtp <= -1.0  # the limiter left room for the mark
+
+    loop_t = tokens(product="loop", duration_s=8.0, tempo_bpm=120.0)
+    loop_dir = tmp_path / "loop"
+    loop_dir.mkdir()
+    loop = _master(render_product(draft, loop_t).main, loop_t, loop_dir, mark=(key, payload))
+    x, rate = sf.read(loop.master, dtype="float64", always_2d=True)
+    assert detect(x, rate, key).payload == payload
+    jump, level = seam_stats(x, rate, 0.5 * rate)
+    assert jump <= 1.0 and level <= 1.5
