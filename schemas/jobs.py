@@ -87,6 +87,9 @@ class NormalizeOutput(BaseModel):
 class GenerateAudioInput(BaseModel):
     job_id: str
     tokens: ControlTokens
+    # A quick draft preview rendered before the final (progressive refinement): stored under
+    # its own keys as the `draft_preview` artifact; the job's stage is left alone.
+    preview: bool = False
 
 
 class GenerateAudioOutput(BaseModel):

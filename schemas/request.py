@@ -104,6 +104,9 @@ class GenerationRequest(BaseModel):
         str | None,
         Field(max_length=100, pattern=r"^[a-z0-9][a-z0-9.-]*$", description="a model id"),
     ] = None  # overrides the tier's model (see `tunesmith models list`)
+    # Progressive refinement: render a quick draft preview (reported by the status query and a
+    # `job.draft_ready` webhook) before the final model's render.
+    draft_first: bool = False
     product: Product | None = None
     review: ReviewMode = ReviewMode.AUTO
     profile: DeliveryProfileName = "streaming"

@@ -121,8 +121,12 @@ async def _follow(handle: JobHandle) -> JobStatus:
     """Print each stage (and generation progress) until the job ends or awaits review."""
     printed = 0
     last_progress = -1.0
+    preview_shown = False
     while True:
         status = await handle.status()
+        if "draft_preview" in status.artifacts and not preview_shown:
+            console.print(f"  … draft preview ready: {status.artifacts['draft_preview']}")
+            preview_shown = True
         # Stages passed between two polls are still printed, in order.
         for stage in status.stages_seen[printed:]:
             console.print(f"  … {stage.value}")
@@ -185,6 +189,9 @@ def generate(
     model: Annotated[
         str | None, typer.Option(help="A model id, overriding the tier (`models list`)")
     ] = None,
+    draft_first: Annotated[
+        bool, typer.Option("--draft-first", help="Render a quick draft preview first")
+    ] = False,
     product: Annotated[
         Product | None, typer.Option(help="track | loop | stems | layers [track]")
     ] = None,
@@ -229,7 +236,7 @@ def generate(
         "tempo_bpm": tempo, "key": key, "meter": meter, "instruments": split(instruments),
         "mood": mood, "energy": energy, "structure": split(structure), "layers": split(layers),
         "transpose_melody": transpose_melody, "seed": seed, "tier": tier, "model": model,
-        "product": product,
+        "draft_first": draft_first, "product": product,
         "review": review, "tenant": tenant, "profile": profile, "formats": split(formats),
         "callback_url": callback_url,
     }  # fmt: skip

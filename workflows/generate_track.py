@@ -14,6 +14,7 @@ from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from schemas import names
+    from schemas.controls import ControlTokens
     from schemas.errors import MODEL_NOT_SERVED, NON_RETRYABLE_ERROR_TYPES, REVIEW_NOT_ALLOWED
     from schemas.jobs import (
         CheckSimilarityInput,
@@ -185,6 +186,8 @@ class GenerateTrack:
         )
 
         self._set_stage(Stage.GENERATING)
+        if normalized.request.get("draft_first") and workflow.patched("draft-first-v1"):
+            await self._draft_preview(inp, tokens, normalized.request)
         # Histories from before per-model queues scheduled every render on one GPU queue.
         per_model = workflow.patched("per-model-gpu-queue-v1")
         queue = names.gpu_task_queue(tokens.model_id) if per_model else names.GPU_TASK_QUEUE
@@ -300,6 +303,40 @@ class GenerateTrack:
                 "charge_cents": published.charge_cents,
             }
         )
+
+    async def _draft_preview(
+        self, inp: GenerateTrackInput, tokens: ControlTokens, request: dict[str, object]
+    ) -> None:
+        """Progressive refinement: a draft-model render of the same controls, stored and
+        announced (status query, `job.draft_ready` webhook) before the final render starts.
+        Best effort: a failed preview never fails the job."""
+        product = "loop" if tokens.loop else "track"  # the preview is one file
+        draft = tokens.model_copy(
+            update={"model_id": "draft", "tier": "draft", "layers": [], "product": product}
+        )
+        try:
+            preview: GenerateAudioOutput = await workflow.execute_activity(
+                "generate_audio",
+                GenerateAudioInput(job_id=inp.job_id, tokens=draft, preview=True),
+                result_type=GenerateAudioOutput,
+                task_queue=names.gpu_task_queue("draft"),
+                start_to_close_timeout=timedelta(seconds=120 + tokens.duration_s),
+                schedule_to_start_timeout=timedelta(seconds=inp.gpu_queue_timeout_s),
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_s),
+                retry_policy=GPU_RETRY,
+            )
+        except ActivityError:
+            workflow.logger.warning("draft preview of %s failed; rendering the final", inp.job_id)
+            return
+        self._status.artifacts["draft_preview"] = preview.raw.uri
+        if request.get("callback_url"):
+            await workflow.start_child_workflow(
+                names.DELIVER_JOB_EVENTS_WORKFLOW,
+                DeliverWebhooksInput(job_id=inp.job_id, callback_url=str(request["callback_url"])),
+                id=f"{inp.job_id}-webhooks-draft",
+                task_queue=names.CPU_TASK_QUEUE,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
 
     async def _notify(self, job_id: str, request: dict[str, object]) -> None:
         """Hand the job's outbox events to an abandoned child that delivers them (if the request

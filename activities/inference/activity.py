@@ -23,9 +23,10 @@ from schemas.errors import BACKEND_LIMIT
 from schemas.jobs import AudioRef, GenerateAudioInput, GenerateAudioOutput
 
 
-def raw_key(job_id: str, part: str | None = None) -> str:
+def raw_key(job_id: str, part: str | None = None, *, preview: bool = False) -> str:
     """Object key of a job's raw render (or one part of it): job id + step, never the attempt."""
-    return f"{job_id}/generate_audio/{'raw' if part is None else 'part-' + part}.wav"
+    name = "raw" if part is None else "part-" + part
+    return f"{job_id}/generate_audio/{'draft-preview-' if preview else ''}{name}.wav"
 
 
 @contextlib.asynccontextmanager
@@ -113,12 +114,28 @@ class InferenceActivities:
         with tempfile.TemporaryDirectory(prefix="tunesmith-gen-") as tmp:
             async with _heartbeating({"stage": "uploading", "progress": 1.0}):
                 ref = await asyncio.to_thread(
-                    store_wav, product.main, raw_key(inp.job_id), Path(tmp) / "raw.wav"
+                    store_wav,
+                    product.main,
+                    raw_key(inp.job_id, preview=inp.preview),
+                    Path(tmp) / "raw.wav",
                 )
                 for name, samples in product.parts.items():
                     parts[name] = await asyncio.to_thread(
-                        store_wav, samples, raw_key(inp.job_id, name), Path(tmp) / f"{name}.wav"
+                        store_wav,
+                        samples,
+                        raw_key(inp.job_id, name, preview=inp.preview),
+                        Path(tmp) / f"{name}.wav",
                     )
+        if inp.preview:
+            await self.db.upsert_artifact(inp.job_id, "draft_preview", **ref.model_dump())
+            await self.db.enqueue_webhook(
+                inp.job_id, event="job.draft_ready",
+                payload={"job_id": inp.job_id, "draft_preview": ref.uri,
+                         "model": f"{backend.model_id} {backend.model_version}"},
+            )  # fmt: skip
+            return GenerateAudioOutput(raw=ref, model_id=backend.model_id,
+                                       model_version=backend.model_version,
+                                       render_seconds=render_seconds)  # fmt: skip
         await self.db.upsert_artifact(inp.job_id, "raw", **ref.model_dump())
         for name, part_ref in parts.items():
             await self.db.upsert_artifact(inp.job_id, f"raw_part_{name}", **part_ref.model_dump())

@@ -169,3 +169,26 @@ async def test_model_no_worker_serves_fails_clearly(client: Client, db: Database
         await handle.result()  # the workflow has recorded the failure by then
     job = await db.get_job(handle.job_id)
     assert job is not None and job["stage"] == "failed"
+
+
+async def test_draft_first_reports_a_preview_before_the_final(
+    client: Client, db: Database, store: ObjectStore
+) -> None:
+    handle = await client.submit(
+        {
+            "prompt": "preview me",
+            "duration_s": 6.0,
+            "draft_first": True,
+            "formats": ["wav24"],
+        }
+    )
+    result = await handle.result()
+    assert result.stage is Stage.PUBLISHED
+    status = await handle.status()
+    preview = status.artifacts["draft_preview"]
+    assert "draft-preview" in preview and store.exists(preview)
+    assert preview != status.artifacts["raw"]
+    events = [e["event"] for e in await db.outbox(handle.job_id)]
+    assert events.index("job.draft_ready") < events.index("job.published")
+    kinds = {a["kind"] for a in await db.artifacts(handle.job_id)}
+    assert {"draft_preview", "raw"} <= kinds
