@@ -478,7 +478,12 @@ def worker_gpu() -> None:
 
 from tunesmith.cli_controls import eval_controls, templates_app  # noqa: E402
 from tunesmith.cli_models import models_app  # noqa: E402
-from tunesmith.cli_provenance import eval_watermark, verify, watermark_app  # noqa: E402
+from tunesmith.cli_provenance import (  # noqa: E402
+    eval_watermark,
+    provenance,
+    verify,
+    watermark_app,
+)
 from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # noqa: E402
 
 eval_app.command("controls")(eval_controls)
@@ -486,6 +491,7 @@ app.add_typer(templates_app, name="templates")
 app.add_typer(models_app, name="models")
 app.add_typer(watermark_app, name="watermark")
 app.command("verify")(verify)
+app.command("provenance")(provenance)
 eval_app.command("watermark")(eval_watermark)
 
 app.add_typer(catalog_app, name="catalog")

@@ -193,3 +193,73 @@ def eval_watermark(
         f"{report.null_max_sync_z:.2f} vs threshold {report.detection_z:g} "
         f"({report.null_over_threshold} passed it; a detection also needs the CRC-8 to match)"
     )
+
+
+def provenance(
+    job_id: Annotated[str, typer.Argument(help="a published job")],
+    export: Annotated[
+        Path | None, typer.Option(help="write the record as canonical JSON (for audits)")
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="print the whole record as JSON")
+    ] = False,
+) -> None:
+    """The provenance record of a published asset: request, controls, template, model (version,
+    weights hash, card), postprocess version, seed, input/output hashes, watermark, C2PA,
+    fingerprint and review."""
+    import asyncio
+
+    from activities.inference.cards import get_card
+    from activities.publish.provenance import canonical_json
+    from infra.db import Database
+
+    async def load() -> dict[str, Any] | None:
+        db = await Database.open(get_settings(), max_size=1)
+        try:
+            return await db.get_provenance(job_id)
+        finally:
+            await db.close()
+
+    row = asyncio.run(load())
+    if row is None:
+        err.print(f"[red]error:[/red] no provenance for {job_id} (not published, or unknown job)")
+        raise typer.Exit(2)
+    record = row["record"] if isinstance(row["record"], dict) else json.loads(row["record"])
+    if export is not None:
+        export.write_bytes(canonical_json(record))
+        console.print(f"wrote {export} (sha256 {row['sha256']})")
+    if json_out:
+        console.print_json(json.dumps(record))
+        return
+    model = record.get("model", {})
+    controls = record.get("controls", {})
+    console.print(f"[bold]{job_id}[/bold]  published {record.get('published_at')}")
+    console.print(f"record sha256:  {row['sha256']}  ({row.get('uri')})")
+    console.print(f"prompt:         {controls.get('prompt')}")
+    console.print(f"controls:       {controls.get('controls_version')}: {controls.get('product')}, "
+                  f"{controls.get('tempo_bpm')} BPM, {controls.get('key_name')}, "
+                  f"{controls.get('beats_per_bar')}/{controls.get('beat_unit')}, seed "
+                  f"{record.get('seed')}")  # fmt: skip
+    if record.get("template"):
+        console.print(f"template:       {record['template']['id']}@{record['template']['version']}")
+    try:
+        card = get_card(str(model.get("id")))
+        licence = f"{card.licence}; training data: {card.training_data[:120]}"
+    except KeyError:
+        licence = "no card"
+    console.print(f"model:          {model.get('id')} {model.get('version')} "
+                  f"(weights {model.get('weights_sha256') or 'none: weight-free'})")  # fmt: skip
+    console.print(f"model card:     {licence}")
+    console.print(f"postprocess:    {record.get('postprocess_version')} "
+                  f"({record.get('delivery_profile')})")  # fmt: skip
+    disclosure = record.get("disclosure") or {}
+    console.print(f"watermark:      {disclosure.get('watermark')}")
+    console.print(
+        f"C2PA signed:    {', '.join(disclosure.get('c2pa_signed_formats') or []) or '-'}"
+    )
+    fp = record.get("fingerprint", {})
+    console.print(f"fingerprint:    {fp.get('algorithm')} sha256 {fp.get('sha256')}")
+    review = record.get("review", {})
+    console.print(f"review:         {review.get('state')} ({review.get('policy_version')})")
+    for kind, out in (record.get("outputs") or {}).items():
+        console.print(f"output:         {kind:<28} {out.get('sha256', '')[:16]}  {out.get('uri')}")

@@ -54,3 +54,13 @@ async def test_published_files_verify_and_carry_the_job_watermark(
     data[len(data) // 2] ^= 0xFF
     tampered.write_bytes(bytes(data))
     assert run_cli(stack, "verify", str(tampered)).returncode == 1
+
+    shown = run_cli(stack, "provenance", handle.job_id)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "draft-2.0.0" in shown.stdout and "tunesmith-wm-ss-1" in shown.stdout
+    export = tmp_path / "audit.json"
+    exported = run_cli(stack, "provenance", handle.job_id, "--export", str(export), "--json")
+    assert exported.returncode == 0
+    assert json.loads(export.read_text()) == provenance
+    missing = run_cli(stack, "provenance", "job-nope")
+    assert missing.returncode == 2 and "no provenance" in missing.stderr
