@@ -32,6 +32,7 @@ from infra.temporal import connect_temporal
 from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE, gpu_task_queue
 from workflows.deliver_webhooks import DeliverJobEvents
 from workflows.generate_track import GenerateTrack
+from workflows.takedown import Takedown
 
 log = logging.getLogger("tunesmith.worker")
 
@@ -40,16 +41,26 @@ def cpu_activities(
     db: Database, store: ObjectStore, settings: Settings
 ) -> list[Callable[..., Awaitable[object]]]:
     """Every activity the CPU queue serves, bound to its dependencies."""
+    from activities.takedown.activity import TakedownActivities
+
+    takedown = TakedownActivities(db, store)
     return [
         ControlActivities(db, store).normalize_controls,
         PostprocessActivities(store, db).postprocess,
         SimilarityActivities(store, db).check_similarity,
         ReviewActivities(db).record_review,
+        ReviewActivities(db).authorize_review,
+        ReviewActivities(db).escalate_review,
         PublishActivities(store, db, settings.draft_price_cents_per_minute).publish,
         JobActivities(db).finish_job,
         WebhookActivities(
             db, secret=settings.webhook_secret, timeout_s=settings.webhook_timeout_s
         ).deliver_webhooks,
+        takedown.open,
+        takedown.quarantine,
+        takedown.audit,
+        takedown.restore,
+        takedown.remove,
     ]
 
 
@@ -68,7 +79,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=CPU_TASK_QUEUE,
-                workflows=[GenerateTrack, DeliverJobEvents],
+                workflows=[GenerateTrack, DeliverJobEvents, Takedown],
                 activities=cpu_activities(db, store, settings),
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
                 # On SIGTERM, running steps get this long to finish before they are cancelled.

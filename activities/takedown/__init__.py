@@ -1,0 +1,1 @@
+"""Takedown activities: quarantine, restore or remove a published asset; audit and notify."""

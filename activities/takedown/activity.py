@@ -1,0 +1,176 @@
+"""Takedown activities (CPU queue): thin `@activity.defn` methods over the DB and object moves."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.similarity.catalog import RecordingMetadata, ingest
+from activities.similarity.catalog_db import CatalogDB
+from activities.takedown import objects
+from infra.db import Database
+from infra.store import ObjectStore
+from infra.takedown_db import TakedownDB
+from schemas.takedown import (
+    TAKEDOWN_NOT_ALLOWED,
+    ApplyOutcomeInput,
+    ApplyOutcomeOutput,
+    AuditInput,
+    OpenTakedownInput,
+    OpenTakedownOutput,
+    QuarantineInput,
+    QuarantineOutput,
+    TakedownState,
+)
+
+
+def catalog_title(claimant: str) -> str:
+    """The catalog title of content removed on `claimant`'s claim."""
+    return f"takedown: {claimant}"
+
+
+class TakedownActivities:
+    def __init__(self, db: Database, store: ObjectStore) -> None:
+        self.db = db
+        self.tdb = TakedownDB(db)
+        self.store = store
+
+    @property
+    def _published(self) -> str:
+        return self.store.settings.published_bucket
+
+    @activity.defn(name="takedown_open")
+    async def open(self, inp: OpenTakedownInput) -> OpenTakedownOutput:
+        """Check the asset can be taken down and write the takedown row (state `filed`).
+
+        Raises:
+            ApplicationError: non-retryable `TakedownNotAllowed`: unknown or unpublished job,
+                or its content was already removed.
+        """
+        claim = inp.claim
+        job = await self.db.get_job(claim.job_id)
+        if job is None:
+            raise _not_allowed(f"no job {claim.job_id!r}")
+        if job["stage"] != "published":
+            raise _not_allowed(f"job {claim.job_id} is not published (stage: {job['stage']})")
+        existing = await self.tdb.get(inp.takedown_id)
+        if job.get("takedown_state") == TakedownState.REMOVED and existing is None:
+            raise _not_allowed(f"job {claim.job_id} was already removed by a takedown")
+        await self.tdb.insert(
+            takedown_id=inp.takedown_id, workflow_id=inp.workflow_id, job_id=claim.job_id,
+            claimant=claim.claimant, contact_email=claim.contact_email, evidence=claim.evidence,
+            evidence_url=claim.evidence_url, owner=job["tenant"], filed_at=inp.filed_at,
+            dispute_deadline=inp.dispute_deadline,
+        )  # fmt: skip
+        callback = (job["request"] or {}).get("callback_url")
+        return OpenTakedownOutput(owner=job["tenant"], callback_url=callback or None)
+
+    @activity.defn(name="takedown_quarantine")
+    async def quarantine(self, inp: QuarantineInput) -> QuarantineOutput:
+        """Move the job's published objects to the quarantine bucket (copy, then delete), so
+        presigned links to them stop working; the takedown and the job become `quarantined`."""
+
+        def move() -> list[str]:
+            objects.ensure_bucket(self.store, inp.quarantine_bucket)
+            return objects.move(
+                self.store, self._published, inp.quarantine_bucket, objects.job_prefix(inp.job_id)
+            )
+
+        keys = await asyncio.to_thread(move)
+        await self.tdb.set_state(inp.takedown_id, inp.job_id, TakedownState.QUARANTINED,
+                                 objects=keys)  # fmt: skip
+        return QuarantineOutput(objects=keys)
+
+    @activity.defn(name="takedown_audit")
+    async def audit(self, inp: AuditInput) -> None:
+        """Append an audit event; optionally change the state and queue a webhook event."""
+        await self.tdb.audit(
+            event_key=f"{inp.takedown_id}:{inp.seq}", takedown_id=inp.takedown_id,
+            job_id=inp.job_id, actor=inp.actor, action=inp.action, at=inp.at, detail=inp.detail,
+        )  # fmt: skip
+        if inp.state is not None:
+            await self.tdb.set_state(inp.takedown_id, inp.job_id, inp.state)
+        if inp.webhook_event is not None:
+            payload: dict[str, Any] = {"takedown_id": inp.takedown_id, "action": inp.action,
+                                       "actor": inp.actor, "at": inp.at.isoformat(),
+                                       **inp.detail}  # fmt: skip
+            await self.tdb.enqueue_webhook(
+                inp.takedown_id, inp.job_id, event=inp.webhook_event, payload=payload
+            )
+        activity.logger.info("takedown %s: %s by %s", inp.takedown_id, inp.action, inp.actor)
+
+    @activity.defn(name="takedown_restore")
+    async def restore(self, inp: ApplyOutcomeInput) -> ApplyOutcomeOutput:
+        """Copy the quarantined objects back to the published bucket and clear the quarantine."""
+
+        def move() -> list[str]:
+            objects.ensure_bucket(self.store, inp.quarantine_bucket)
+            return objects.move(
+                self.store, inp.quarantine_bucket, self._published, objects.job_prefix(inp.job_id)
+            )
+
+        keys = await asyncio.to_thread(move)
+        await self.tdb.set_state(inp.takedown_id, inp.job_id, TakedownState.RESTORED)
+        return ApplyOutcomeOutput(objects=keys)
+
+    @activity.defn(name="takedown_remove")
+    async def remove(self, inp: ApplyOutcomeInput) -> ApplyOutcomeOutput:
+        """Add the main audio to the similarity catalog (owner: the claimant), then delete the
+        job's objects from both buckets for good.
+
+        The catalog comes first: once deleted, the audio cannot be fingerprinted any more. A
+        retry after deletion finds the recording id already stored on the takedown row.
+        """
+        row = await self.tdb.get(inp.takedown_id)
+        recording_id = row["recording_id"] if row else None
+        prefix = objects.job_prefix(inp.job_id)
+        buckets = [inp.quarantine_bucket, self._published]
+        catalog_error = None
+        if recording_id is None:
+            recording_id, catalog_error = await self._catalog(inp, buckets, prefix)
+            if recording_id is not None:
+                # Stored before deleting, so a retry does not look for the deleted audio.
+                await self.tdb.set_recording(inp.takedown_id, recording_id)
+
+        def purge() -> list[str]:
+            objects.ensure_bucket(self.store, inp.quarantine_bucket)
+            return objects.purge(self.store, buckets, prefix)
+
+        deleted = await asyncio.to_thread(purge)
+        await self.tdb.set_state(inp.takedown_id, inp.job_id, TakedownState.REMOVED,
+                                 recording_id=recording_id)  # fmt: skip
+        return ApplyOutcomeOutput(
+            objects=deleted, recording_id=recording_id, catalog_error=catalog_error
+        )
+
+    async def _catalog(
+        self, inp: ApplyOutcomeInput, buckets: list[str], prefix: str
+    ) -> tuple[str | None, str | None]:
+        """Ingest the job's main audio into the catalog: (recording id, None), or (None, why)
+        when it cannot be (the removal still goes on; the workflow audits why)."""
+        for bucket in buckets:
+            keys = await asyncio.to_thread(self.store.list_keys, bucket, prefix)
+            key = objects.main_audio_key(keys, inp.job_id)
+            if key is None:
+                continue
+            with tempfile.TemporaryDirectory(prefix="tunesmith-takedown-") as tmp:
+                path = Path(tmp) / Path(key).name
+                await asyncio.to_thread(self.store.download, f"s3://{bucket}/{key}", path)
+                meta = RecordingMetadata(title=catalog_title(inp.claimant), owner=inp.claimant,
+                                         licence=f"takedown {inp.takedown_id}")  # fmt: skip
+                [result] = await ingest(CatalogDB(self.db.pool), [path], meta, concurrency=1)
+            if result.status == "error":
+                # Deterministic (unreadable, too short): retrying cannot fix it.
+                return None, f"{key}: {result.detail}"
+            return result.recording_id, None
+        activity.logger.warning("takedown %s: no audio left to catalog", inp.takedown_id)
+        return None, "no audio left to add to the catalog"
+
+
+def _not_allowed(message: str) -> ApplicationError:
+    return ApplicationError(message, type=TAKEDOWN_NOT_ALLOWED, non_retryable=True)
