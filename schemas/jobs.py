@@ -186,6 +186,10 @@ class ReviewRecommendation(BaseModel):
     decision: Literal["auto_approve", "needs_review"]
     reasons: list[str] = Field(default_factory=list)
     policy_version: str
+    required_approvals: int = 1  # 0 auto-approve, 1 one reviewer, 2 two different reviewers
+    review_timeout_s: float | None = None  # the policy's wait (None: the workflow input's)
+    escalate_after_s: float | None = None  # no decision after this long: escalate
+    escalation_target: str | None = None  # a reviewer role ("senior", "admin") or "webhook"
 
 
 RiskLevel = Literal["clear", "review", "block"]
@@ -222,6 +226,29 @@ class ReviewDecision(BaseModel):
     decision: Literal["approve", "reject"]
     reviewer: str = Field(min_length=1, max_length=200)
     note: str | None = None
+
+
+class AuthorizeReviewInput(BaseModel):
+    """Input of `authorize_review`: may this decision be applied to this job now?"""
+
+    job_id: str
+    decision: ReviewDecision
+    channel: Literal["update", "signal"]
+    awaiting: bool  # the workflow is awaiting review and undecided
+    stage: str
+    approvers: list[str] = Field(default_factory=list)  # who approved already
+    min_role: str | None = None  # after an escalation to a role
+
+
+class AuthorizeReviewOutput(BaseModel):
+    allowed: bool
+    reason: str = ""
+
+
+class EscalateReviewInput(BaseModel):
+    job_id: str
+    target: str
+    reasons: list[str] = Field(default_factory=list)
 
 
 class RecordReviewInput(BaseModel):
@@ -278,6 +305,9 @@ class JobStatus(BaseModel):
     review_reasons: list[str] = Field(default_factory=list)
     error: str | None = None
     stages_seen: list[Stage] = Field(default_factory=list)  # every stage entered, in order
+    required_approvals: int = 0  # approvals the review policy asks for (0: none)
+    approvals: list[str] = Field(default_factory=list)  # reviewers who approved so far
+    escalated_to: str | None = None  # escalation target once the review was escalated
 
 
 class GenerationResult(BaseModel):

@@ -117,10 +117,18 @@ class GenerationRequest(BaseModel):
     callback_url: Annotated[
         str | None, Field(max_length=2000, description="POSTed job events (webhook)")
     ] = None
+    revision_of: Annotated[
+        str | None,
+        Field(pattern=r"^job-[0-9a-f]{24}$", description="the job this one revises (a job id)"),
+    ] = None
 
     def sha256(self) -> str:
         """Stable hash of the validated request (canonical JSON): idempotency and provenance."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        # Fields added later are left out while unset, so older requests keep their hash.
+        data = self.model_dump(
+            mode="json", exclude={"revision_of"} if self.revision_of is None else None
+        )
+        canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     @model_validator(mode="after")

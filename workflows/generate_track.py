@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeKey
@@ -17,9 +17,12 @@ with workflow.unsafe.imports_passed_through():
     from schemas.controls import ControlTokens
     from schemas.errors import MODEL_NOT_SERVED, NON_RETRYABLE_ERROR_TYPES, REVIEW_NOT_ALLOWED
     from schemas.jobs import (
+        AuthorizeReviewInput,
+        AuthorizeReviewOutput,
         CheckSimilarityInput,
         CheckSimilarityOutput,
         DeliverWebhooksInput,
+        EscalateReviewInput,
         FinishJobInput,
         GenerateAudioInput,
         GenerateAudioOutput,
@@ -73,6 +76,14 @@ class GenerateTrack:
     def __init__(self) -> None:
         self._status = JobStatus(job_id="", stage=Stage.QUEUED)
         self._decision: ReviewDecision | None = None
+        # review-authz-v1: decisions are authorized (and audited) by an activity first.
+        self._authz = False
+        self._required_approvals = 1
+        self._approvals: list[ReviewDecision] = []
+        self._min_role: str | None = None  # set by an escalation to a reviewer role
+        self._authorizing = 0  # decisions being authorized right now
+        self._review_closed = False  # the gate stopped waiting: later decisions are refused
+        self._review_lock = asyncio.Lock()  # one decision is authorized and applied at a time
 
     # --- queries, signals, updates -------------------------------------------------------
     @workflow.query(name=names.STATUS_QUERY)
@@ -80,12 +91,17 @@ class GenerateTrack:
         return self._status
 
     @workflow.signal(name=names.REVIEW_SIGNAL)
-    def review(self, decision: ReviewDecision) -> None:
+    async def review(self, decision: ReviewDecision) -> None:
         """Review decision from any client, e.g. the stock `temporal workflow signal`.
 
-        A signal cannot be refused, so one that arrives when no review is pending is ignored
-        (and logged); the `submit_review` update rejects it instead.
+        A signal cannot be refused: one from a reviewer who may not decide, or that arrives when
+        no review is pending, is ignored (and audited); the `submit_review` update refuses it.
         """
+        if self._authz:
+            refusal = await self._authorize_and_apply(decision, "signal")
+            if refusal is not None:
+                workflow.logger.warning("review signal ignored: %s", refusal)
+            return
         if self._status.stage is not Stage.AWAITING_REVIEW or self._decision is not None:
             workflow.logger.warning("review signal ignored: job is %s", self._status.stage.value)
             return
@@ -93,8 +109,18 @@ class GenerateTrack:
 
     @workflow.update(name=names.SUBMIT_REVIEW_UPDATE)
     async def submit_review(self, decision: ReviewDecision) -> JobStatus:
-        """Review decision with validation; returns the status once the decision is applied."""
-        self._decision = decision
+        """Review decision, authorized before it is applied (a refusal changes nothing).
+
+        Returns the status once the job has moved on, or at once when more approvals are needed.
+        """
+        if self._authz:
+            refusal = await self._authorize_and_apply(decision, "update")
+            if refusal is not None:
+                raise ApplicationError(refusal, type=REVIEW_NOT_ALLOWED)
+            if self._decision is None:  # a first approval of two
+                return self._status
+        else:
+            self._decision = decision
         await workflow.wait_condition(lambda: self._status.stage is not Stage.AWAITING_REVIEW)
         return self._status
 
@@ -108,6 +134,55 @@ class GenerateTrack:
             )
         if self._decision is not None:
             raise ApplicationError("a review decision was already given", type=REVIEW_NOT_ALLOWED)
+        if decision.reviewer in self._status.approvals:
+            raise ApplicationError(
+                f"{decision.reviewer} already approved job {self._status.job_id}",
+                type=REVIEW_NOT_ALLOWED,
+            )
+
+    async def _authorize_and_apply(
+        self, decision: ReviewDecision, channel: Literal["update", "signal"]
+    ) -> str | None:
+        """Run `authorize_review`, then apply an allowed decision; returns the refusal reason.
+
+        Decisions are handled one at a time, and the workflow state only changes once the
+        decision is allowed.
+        """
+        self._authorizing += 1
+        try:
+            async with self._review_lock:
+                awaiting = (
+                    self._status.stage is Stage.AWAITING_REVIEW
+                    and self._decision is None
+                    and not self._review_closed
+                )
+                authz = AuthorizeReviewInput(
+                    job_id=self._status.job_id,
+                    decision=decision,
+                    channel=channel,
+                    awaiting=awaiting,
+                    stage=self._status.stage.value,
+                    approvers=list(self._status.approvals),
+                    min_role=self._min_role,
+                )
+                try:
+                    verdict = await self._cpu(
+                        "authorize_review", authz, AuthorizeReviewOutput, 30, retry=CPU_RETRY
+                    )
+                except ActivityError:
+                    return "the decision could not be authorized (review service unavailable)"
+                if not verdict.allowed:
+                    return verdict.reason
+                if decision.decision == "reject":
+                    self._decision = decision
+                else:
+                    self._approvals.append(decision)
+                    self._status.approvals.append(decision.reviewer)
+                    if len(self._status.approvals) >= self._required_approvals:
+                        self._decision = decision
+                return None
+        finally:
+            self._authorizing -= 1
 
     # --- helpers ---------------------------------------------------------------------------
     def _set_stage(self, stage: Stage, review_state: ReviewState | None = None) -> None:
@@ -356,20 +431,37 @@ class GenerateTrack:
     async def _review_gate(
         self, inp: GenerateTrackInput, checked: CheckSimilarityOutput
     ) -> tuple[ReviewState, list[str]]:
-        """Auto-approve low risk; otherwise wait for a human decision or the review timeout."""
-        reasons = checked.recommendation.reasons
+        """Auto-approve low risk; otherwise wait for human decisions or the review timeout.
+
+        With review-authz-v1: the policy sets how many approvals (1 or 2, one rejection
+        rejects), its timeout (capped by the input's) and an escalation before the timeout.
+        """
+        rec = checked.recommendation
+        reasons = rec.reasons
         self._status.review_reasons = reasons
-        if checked.recommendation.decision == "auto_approve":
+        if rec.decision == "auto_approve":
             self._set_stage(Stage.PUBLISHING, ReviewState.AUTO_APPROVED)
             return ReviewState.AUTO_APPROVED, reasons
 
+        self._authz = workflow.patched("review-authz-v1")
+        timeout = inp.review_timeout_s
+        if self._authz:
+            self._required_approvals = max(1, rec.required_approvals)
+            self._status.required_approvals = self._required_approvals
+            timeout = min(timeout, rec.review_timeout_s or timeout)
         self._set_stage(Stage.AWAITING_REVIEW, ReviewState.AWAITING_REVIEW)
-        try:
-            await workflow.wait_condition(
-                lambda: self._decision is not None,
-                timeout=timedelta(seconds=inp.review_timeout_s),
-            )
-        except TimeoutError:
+        target = rec.escalation_target
+        if self._authz and target and rec.escalate_after_s and rec.escalate_after_s < timeout:
+            if not await self._wait_for_decision(rec.escalate_after_s):
+                await self._escalate(inp, target, reasons)
+            timeout -= rec.escalate_after_s
+        decided = await self._wait_for_decision(timeout)
+        if self._authz:
+            # Decisions already being authorized when time ran out still count.
+            await workflow.wait_condition(lambda: self._authorizing == 0)
+            self._review_closed = True
+            decided = self._decision is not None
+        if not decided:
             outcome = ReviewState.EXPIRED
         else:
             approved = self._decision is not None and self._decision.decision == "approve"
@@ -385,3 +477,34 @@ class GenerateTrack:
         terminal = {ReviewState.REJECTED: Stage.REJECTED, ReviewState.EXPIRED: Stage.EXPIRED}
         self._set_stage(terminal.get(outcome, Stage.PUBLISHING), outcome)
         return outcome, reasons
+
+    async def _wait_for_decision(self, timeout_s: float) -> bool:
+        """True once a decision is in; False when `timeout_s` passed without one."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._decision is not None, timeout=timedelta(seconds=timeout_s)
+            )
+        except TimeoutError:
+            return False
+        return True
+
+    async def _escalate(self, inp: GenerateTrackInput, target: str, reasons: list[str]) -> None:
+        """No decision in time: audit, queue `review.escalated`, restrict to the target role."""
+        await self._cpu(
+            "escalate_review",
+            EscalateReviewInput(job_id=inp.job_id, target=target, reasons=reasons),
+            type(None),
+            30,
+        )
+        self._status.escalated_to = target
+        if target != "webhook":
+            self._min_role = target
+        callback_url = inp.request.get("callback_url")
+        if callback_url:
+            await workflow.start_child_workflow(
+                names.DELIVER_JOB_EVENTS_WORKFLOW,
+                DeliverWebhooksInput(job_id=inp.job_id, callback_url=str(callback_url)),
+                id=f"{inp.job_id}-webhooks-escalated",
+                task_queue=names.CPU_TASK_QUEUE,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )

@@ -21,6 +21,7 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
         "published_at": inp.published_at.isoformat(),
         "request": inp.request,
         "request_sha256": inp.request_sha256,
+        "revision_of": inp.request.get("revision_of"),
         "controls": inp.tokens.model_dump(mode="json"),
         "controls_version": inp.tokens.controls_version,
         "model": {

@@ -1,11 +1,19 @@
-"""The `record_review` activity (CPU queue): persist a human (or expired) review outcome."""
+"""Review activities (CPU queue): authorize a decision, escalate, record the outcome."""
 
 from __future__ import annotations
 
 from temporalio import activity
 
+from activities.review.authz import reviewer_refusal
+from infra import review_db
 from infra.db import Database
-from schemas.jobs import RecordReviewInput, ReviewState
+from schemas.jobs import (
+    AuthorizeReviewInput,
+    AuthorizeReviewOutput,
+    EscalateReviewInput,
+    RecordReviewInput,
+    ReviewState,
+)
 
 _STAGE_AFTER = {
     ReviewState.APPROVED: ("publishing", False),
@@ -14,9 +22,52 @@ _STAGE_AFTER = {
 }
 
 
+def _event_key() -> str:
+    """One key per scheduled activity (stable across its retries)."""
+    info = activity.info()
+    return f"{info.workflow_run_id}:{info.activity_id}"
+
+
 class ReviewActivities:
     def __init__(self, db: Database) -> None:
         self.db = db
+
+    @activity.defn(name="authorize_review")
+    async def authorize_review(self, inp: AuthorizeReviewInput) -> AuthorizeReviewOutput:
+        """May this decision be applied now? Every answer is written to the audit log."""
+        d = inp.decision
+        job = await self.db.get_job(inp.job_id)
+        reason: str | None
+        if not inp.awaiting:
+            reason = f"job {inp.job_id} is not awaiting review (stage: {inp.stage})"
+        elif d.reviewer in inp.approvers:
+            reason = f"{d.reviewer} already approved job {inp.job_id}"
+        else:
+            reason = await reviewer_refusal(
+                self.db,
+                reviewer=d.reviewer,
+                tenant=job["tenant"] if job else None,
+                min_role=inp.min_role,
+            )
+        await review_db.audit(
+            self.db, inp.job_id, reviewer=d.reviewer, action=inp.channel, decision=d.decision,
+            accepted=reason is None, reason=reason or d.note, event_key=_event_key(),
+        )  # fmt: skip
+        return AuthorizeReviewOutput(allowed=reason is None, reason=reason or "")
+
+    @activity.defn(name="escalate_review")
+    async def escalate_review(self, inp: EscalateReviewInput) -> None:
+        """Audit the escalation and queue a `review.escalated` event for the requester."""
+        await review_db.audit(
+            self.db, inp.job_id, reviewer=None, action="escalate", decision=inp.target,
+            accepted=True, reason="no decision within the policy's escalation time",
+            event_key=_event_key(),
+        )  # fmt: skip
+        await self.db.enqueue_webhook(
+            inp.job_id,
+            event="review.escalated",
+            payload={"job_id": inp.job_id, "target": inp.target, "reasons": inp.reasons},
+        )
 
     @activity.defn(name="record_review")
     async def record_review(self, inp: RecordReviewInput) -> None:
@@ -29,6 +80,11 @@ class ReviewActivities:
             note=decision.note if decision else None,
             reasons=inp.reasons,
         )
+        await review_db.audit(
+            self.db, inp.job_id, reviewer=decision.reviewer if decision else None,
+            action="outcome", decision=inp.outcome.value, accepted=True,
+            event_key=f"{inp.job_id}:outcome",
+        )  # fmt: skip
         stage, finished = _STAGE_AFTER[inp.outcome]
         await self.db.set_stage(
             inp.job_id, stage, review_state=inp.outcome.value, finished=finished

@@ -75,9 +75,11 @@ class SimilarityActivities:
         )
         matches: list[SimilarityMatch] = report.matches
         risk: RiskLevel = report.risk
+        job = await self.db.get_job(inp.job_id)
         recommendation = decide(
-            review_mode=ReviewMode(inp.review_mode), quality=quality, risk=risk, matches=matches
-        )
+            review_mode=ReviewMode(inp.review_mode), quality=quality, risk=risk, matches=matches,
+            tenant=job["tenant"] if job else None, product=job["product"] if job else None,
+        )  # fmt: skip
         if recommendation.decision == "needs_review":
             await self.db.set_stage(
                 inp.job_id,
