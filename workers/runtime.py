@@ -51,8 +51,6 @@ def cpu_activities(
         ReviewActivities(db).record_review,
         ReviewActivities(db).authorize_review,
         ReviewActivities(db).escalate_review,
-        ReviewActivities(db).authorize_review,
-        ReviewActivities(db).escalate_review,
         PublishActivities(store, db, settings.draft_price_cents_per_minute).publish,
         JobActivities(db).finish_job,
         WebhookActivities(
