@@ -27,10 +27,8 @@ from tunesmith.client import Client, JobHandle
 
 app = typer.Typer(help="tunesmith: durable AI music generation on Temporal.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs recorded in the metadata DB.", no_args_is_help=True)
-review_app = typer.Typer(help="The human review queue.", no_args_is_help=True)
 worker_app = typer.Typer(help="Run one worker in the foreground.", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
-app.add_typer(review_app, name="review")
 app.add_typer(worker_app, name="worker")
 
 # Never wrap URIs and ids; when piped, rich would assume 80 columns and squash the tables.
@@ -373,83 +371,6 @@ def search(
     console.print(table)
 
 
-# --- review ---------------------------------------------------------------------------------
-@review_app.command("list")
-def review_list(limit: Annotated[int, typer.Option(min=1, max=1000)] = 50) -> None:
-    """Jobs waiting for a human decision."""
-    rows = _run(_with_db(lambda db: db.list_jobs(stage=Stage.AWAITING_REVIEW.value, limit=limit)))
-    table = _table("job", "tenant", "model", "dur s", "created", "prompt")
-    for r in rows:
-        table.add_row(r["job_id"], r["tenant"], r["model_id"] or "", f"{r['duration_s']:g}",
-                      r["created_at"].strftime("%Y-%m-%d %H:%M:%S"), r["prompt"][:50])  # fmt: skip
-    console.print(table)
-
-
-@review_app.command("show")
-def review_show(job_id: str) -> None:
-    """Why a job needs review, its measurements and where to listen to it."""
-    settings = get_settings()
-    detail = _run(_with_db(lambda db: _job_detail(db, job_id)))
-    job = detail["job"]
-    console.print(f"job:     {job_id}  stage {job['stage']}  review {job['review_state']}")
-    console.print(f"prompt:  {job['prompt']}")
-    console.print(f"reasons: {'; '.join(job['review_reasons']) or '-'}")
-    store = ObjectStore(settings)
-    for a in detail["artifacts"]:
-        if a["kind"] == "master_wav":
-            quality = (a["features"] or {}).get("quality", {})
-            console.print(
-                f"measured: {a['integrated_lufs']:.2f} LUFS, LRA {a['loudness_range_lu']} LU, "
-                f"true peak {a['true_peak_dbtp']:.2f} dBTP, {a['duration_s']:.2f} s, "
-                f"tempo {a['tempo_bpm']} BPM, key {a['musical_key']}, "
-                f"quality {quality.get('score', '?')}"
-            )
-        if a["kind"] != "raw":
-            console.print(f"  {a['kind']:<16} {a['uri']}")
-            console.print(f"  {'':<16} listen: {store.presigned_get(a['uri'])}")
-    overview = f"s3://{settings.raw_bucket}/{job_id}/postprocess/overview.png"
-    if store.exists(overview):
-        console.print(f"  {'overview_png':<16} {store.presigned_get(overview)}")
-    if detail["review"]:
-        console.print(f"decision: {json.dumps(detail['review'], default=str)}")
-
-
-def _review(
-    job_id: str, decide: Callable[[JobHandle], Awaitable[JobStatus]], *, wait: bool
-) -> None:
-    async def main() -> None:
-        settings = get_settings()
-        client = await Client.connect(settings)
-        handle = client.get_handle(job_id)
-        status = await decide(handle)
-        console.print(f"job {job_id}: {status.stage.value} (review: {status.review_state.value})")
-        if wait and status.stage not in TERMINAL_STAGES:
-            _print_result(settings, await handle.result())
-
-    _run(main())
-
-
-@review_app.command("approve")
-def review_approve(
-    job_id: str,
-    reviewer: Annotated[str, typer.Option(help="Who decides")],
-    note: Annotated[str | None, typer.Option()] = None,
-    wait: Annotated[bool, typer.Option(help="Wait until it is published")] = True,
-) -> None:
-    """Approve a job awaiting review: it is published."""
-    _review(job_id, lambda h: h.approve(reviewer=reviewer, note=note), wait=wait)
-
-
-@review_app.command("reject")
-def review_reject(
-    job_id: str,
-    reviewer: Annotated[str, typer.Option(help="Who decides")],
-    reason: Annotated[str, typer.Option(help="Why it is rejected")],
-) -> None:
-    """Reject a job awaiting review: nothing is published or charged."""
-    _review(job_id, lambda h: h.reject(reviewer=reviewer, reason=reason), wait=False)
-
-
 # --- workers --------------------------------------------------------------------------------
 def _worker(kind: str) -> None:
     from workers.runtime import run_worker
@@ -484,6 +405,7 @@ from tunesmith.cli_provenance import (  # noqa: E402
     verify,
     watermark_app,
 )
+from tunesmith.cli_review import review_app, reviewers_app  # noqa: E402
 from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # noqa: E402
 
 eval_app.command("controls")(eval_controls)
@@ -497,6 +419,8 @@ eval_app.command("watermark")(eval_watermark)
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(similarity_app, name="similarity")
 app.add_typer(eval_app, name="eval")
+app.add_typer(review_app, name="review")
+app.add_typer(reviewers_app, name="reviewers")
 
 
 def main() -> None:

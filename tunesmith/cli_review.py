@@ -1,0 +1,519 @@
+"""CLI for the human review queue (`tunesmith review ...`) and its reviewers (`reviewers ...`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import webbrowser
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from activities.review.authz import reviewer_refusal
+from activities.review.policy import parse_duration
+from infra import review_db
+from infra.db import Database, jsonable
+from infra.settings import get_settings
+from infra.store import ObjectStore
+from schemas.errors import JobNotFoundError, ReviewNotAllowedError, TunesmithError
+from schemas.jobs import CheckSimilarityOutput, JobStatus, Stage
+
+if TYPE_CHECKING:
+    from tunesmith.client import Client, JobHandle
+
+review_app = typer.Typer(help="The human review queue.", no_args_is_help=True)
+reviewers_app = typer.Typer(help="Who may review, by role and tenant.", no_args_is_help=True)
+
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
+T = TypeVar("T")
+
+
+class Role(StrEnum):
+    REVIEWER = "reviewer"
+    SENIOR = "senior"
+    ADMIN = "admin"
+
+
+def _run(coro: Awaitable[T]) -> T:
+    """Run a coroutine; tunesmith errors become a one-line message and exit code 2."""
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except TunesmithError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except (ConnectionError, OSError) as exc:
+        err.print(
+            f"[red]error:[/red] cannot reach the platform ({exc}); is `tunesmith up` running?"
+        )
+        raise typer.Exit(3) from None
+
+
+async def _with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
+    db = await Database.open(get_settings(), max_size=2)
+    try:
+        return await fn(db)
+    finally:
+        await db.close()
+
+
+def _table(*columns: str) -> Table:
+    table = Table()
+    for name in columns:
+        table.add_column(name, no_wrap=name not in ("prompt", "reason"), overflow="fold")
+    return table
+
+
+def _age(since: datetime) -> str:
+    seconds = max(0.0, (datetime.now(since.tzinfo) - since).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+# --- reviewers ------------------------------------------------------------------------------
+@reviewers_app.command("add")
+def reviewers_add(
+    name: str,
+    role: Annotated[Role, typer.Option(help="reviewer < senior < admin")] = Role.REVIEWER,
+    tenant: Annotated[
+        list[str] | None, typer.Option(help="May review this tenant (repeat; default: all)")
+    ] = None,
+) -> None:
+    """Add (or update and reactivate) a reviewer. The first one switches authorization on."""
+    _run(_with_db(lambda db: review_db.add_reviewer(db, name, role=role.value, tenants=tenant)))
+    console.print(
+        f"reviewer {name}: {role.value}, tenants {', '.join(tenant) if tenant else 'all'}"
+    )
+
+
+@reviewers_app.command("list")
+def reviewers_list() -> None:
+    """Every reviewer, active or not."""
+    rows = _run(_with_db(review_db.list_reviewers))
+    if not rows:
+        console.print("no reviewers: review authorization is off until one is added")
+        return
+    table = _table("name", "role", "tenants", "active")
+    for r in rows:
+        table.add_row(
+            r["name"],
+            r["role"],
+            ", ".join(r["tenants"]) if r["tenants"] else "all",
+            "yes" if r["active"] else "no",
+        )
+    console.print(table)
+
+
+@reviewers_app.command("remove")
+def reviewers_remove(
+    name: str,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Delete the row instead of deactivating it")
+    ] = False,
+) -> None:
+    """Deactivate a reviewer (their past decisions stay in the audit log)."""
+
+    async def main(db: Database) -> None:
+        if not await review_db.remove_reviewer(db, name, purge=purge):
+            raise TunesmithError(f"no reviewer {name!r}")
+
+    _run(_with_db(main))
+    console.print(f"reviewer {name}: {'deleted' if purge else 'deactivated'}")
+
+
+# --- the queue ------------------------------------------------------------------------------
+@review_app.command("list")
+def review_list(
+    risk: Annotated[
+        Literal["block", "review"] | None, typer.Option(help="Only this similarity risk")
+    ] = None,
+    tenant: Annotated[str | None, typer.Option()] = None,
+    older_than: Annotated[
+        str | None, typer.Option(help="Only jobs older than this, e.g. 30m, 2h, 1d")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Jobs waiting for a human decision, oldest first."""
+    try:
+        older_s = parse_duration(older_than) if older_than else None
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --older-than: {exc}")
+        raise typer.Exit(2) from None
+    rows = _run(
+        _with_db(
+            lambda db: review_db.review_queue(
+                db, risk=risk, tenant=tenant, older_than_s=older_s, limit=limit
+            )
+        )
+    )
+    if as_json:
+        console.print_json(json.dumps([jsonable(r) for r in rows], default=str))
+        return
+    table = _table("job", "tenant", "risk", "approvals", "age", "model", "dur s", "prompt")
+    for r in rows:
+        table.add_row(
+            r["job_id"],
+            r["tenant"],
+            r["risk"],
+            f"{r['approvals']}/{r['required_approvals']}",
+            _age(r["created_at"]),
+            r["model_id"] or "",
+            f"{r['duration_s']:g}",
+            r["prompt"][:50],
+        )
+    console.print(table)
+
+
+async def _similarity(client: Client, job_id: str) -> CheckSimilarityOutput | None:
+    """The `check_similarity` result, read back from the job's workflow history."""
+    try:
+        history = await client.temporal.get_workflow_handle(job_id).fetch_history()
+    except Exception:  # history gone (retention) or unreachable: show the rest
+        return None
+    scheduled: int | None = None
+    for event in history.events:
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            attrs = event.activity_task_scheduled_event_attributes
+            if attrs.activity_type.name == "check_similarity":
+                scheduled = event.event_id
+        elif event.HasField("activity_task_completed_event_attributes"):
+            done = event.activity_task_completed_event_attributes
+            if done.scheduled_event_id == scheduled:
+                [out] = await client.temporal.data_converter.decode(
+                    done.result.payloads, [CheckSimilarityOutput]
+                )
+                return out
+    return None
+
+
+@review_app.command("show")
+def review_show(job_id: str) -> None:
+    """Controls, quality score and reasons, similarity matches, links to listen and look."""
+    from tunesmith.cli import _job_detail
+    from tunesmith.client import Client
+
+    settings = get_settings()
+
+    async def main() -> tuple[dict[str, Any], CheckSimilarityOutput | None, list[Any]]:
+        detail = await _with_db(lambda db: _job_detail(db, job_id))
+        audit = await _with_db(lambda db: review_db.audit_log(db, job_id))
+        client = await Client.connect(settings)
+        return detail, await _similarity(client, job_id), audit
+
+    detail, sim, audit = _run(main())
+    job = detail["job"]
+    c = job.get("controls") or {}
+    console.print(
+        f"job:      {job_id}  tenant {job['tenant']}  product {job['product']}  "
+        f"stage {job['stage']}  review {job['review_state']}"
+    )
+    console.print(f"web ui:   {settings.workflow_url(job_id)}")
+    console.print(f"prompt:   {job['prompt']}")
+    controls = {
+        k: c.get(k)
+        for k in (
+            "tempo_bpm",
+            "key",
+            "meter",
+            "duration_s",
+            "mood",
+            "energy",
+            "seed",
+            "model_id",
+            "template_id",
+        )
+    }
+    instruments = [i.get("name", i) if isinstance(i, dict) else i for i in c.get("instruments", [])]
+    console.print(
+        "controls: "
+        + ", ".join(f"{k} {v}" for k, v in controls.items() if v is not None)
+        + (f", instruments {', '.join(map(str, instruments))}" if instruments else "")
+    )
+    console.print(f"reasons:  {'; '.join(job['review_reasons']) or '-'}")
+    store = ObjectStore(settings)
+    links: dict[str, str] = {}
+    for a in detail["artifacts"]:
+        if a["kind"] == "master_wav":
+            quality = (a["features"] or {}).get("quality", {})
+            console.print(
+                f"quality:  {quality.get('score', '?')}"
+                + "".join(f"\n  - {f}" for f in quality.get("findings", []))
+            )
+            console.print(
+                f"measured: {a['integrated_lufs']:.2f} LUFS, LRA {a['loudness_range_lu']} LU, "
+                f"true peak {a['true_peak_dbtp']:.2f} dBTP, {a['duration_s']:.2f} s, "
+                f"tempo {a['tempo_bpm']} BPM, key {a['musical_key']}"
+            )
+        if a["kind"] in ("preview_mp3", "published_preview", "master_mp3"):
+            links[a["kind"]] = a["uri"]
+    if sim is not None:
+        console.print(
+            f"similarity: risk {sim.risk}, {len(sim.matches)} match(es)"
+            + "".join(f"\n  - {r}" for r in sim.risk_reasons)
+        )
+        for m in sim.matches:
+            extra = f", BER {m.bit_error_rate:.3f}" if m.bit_error_rate is not None else ""
+            if m.semitones is not None:
+                extra += f", {m.semitones:+d} semitones"
+            console.print(
+                f"  {m.title or m.recording_id} ({m.method}, score {m.score:.2f}, "
+                f"{m.risk}): here {m.query_offset_s:.1f} s, theirs "
+                f"{m.recording_offset_s:.1f} s, {m.duration_s:.1f} s long{extra}"
+            )
+        console.print(
+            f"policy:   {sim.recommendation.policy_version}, needs "
+            f"{sim.recommendation.required_approvals} approval(s)"
+        )
+    for kind, uri in links.items():
+        console.print(f"listen:   {kind:<17} {store.presigned_get(uri)}")
+    overview = f"s3://{settings.raw_bucket}/{job_id}/postprocess/overview.png"
+    if store.exists(overview):
+        console.print(f"overview: {'overview_png':<17} {store.presigned_get(overview)}")
+    for row in audit:
+        verdict = "accepted" if row["accepted"] else "refused"
+        console.print(
+            f"audit:    {row['at']:%Y-%m-%d %H:%M:%S} {row['action']} "
+            f"{row['decision'] or ''} by {row['reviewer'] or '-'}: {verdict}"
+            + (f" ({row['reason']})" if row["reason"] else "")
+        )
+
+
+# --- decisions ------------------------------------------------------------------------------
+async def _audit_client_refusal(
+    job_id: str, reviewer: str, decision: str, reason: str, since: datetime
+) -> None:
+    """Audit a refusal the workflow could not (job finished, or refused before authorization)."""
+
+    async def main(db: Database) -> None:
+        already = await db.pool.fetchval(
+            "SELECT 1 FROM review_audit WHERE job_id = $1 AND reviewer = $2 AND NOT accepted"
+            " AND at >= $3",
+            job_id,
+            reviewer,
+            since,
+        )
+        if not already:
+            await review_db.audit(
+                db,
+                job_id,
+                reviewer=reviewer,
+                action="client",
+                decision=decision,
+                accepted=False,
+                reason=reason,
+            )
+
+    await _with_db(main)
+
+
+def _decide(
+    job_id: str,
+    reviewer: str,
+    decision: str,
+    call: Callable[[JobHandle], Awaitable[JobStatus]],
+    *,
+    wait: bool,
+) -> None:
+    from tunesmith.cli import _print_result
+    from tunesmith.client import Client
+
+    async def main() -> None:
+        settings = get_settings()
+        since = await _with_db(lambda db: db.pool.fetchval("SELECT now()"))
+        client = await Client.connect(settings)
+        handle = client.get_handle(job_id)
+        try:
+            status = await call(handle)
+        except (ReviewNotAllowedError, JobNotFoundError) as exc:
+            await _audit_client_refusal(job_id, reviewer, decision, str(exc), since)
+            raise
+        if status.stage is Stage.AWAITING_REVIEW:
+            console.print(
+                f"job {job_id}: {len(status.approvals)} of "
+                f"{status.required_approvals} approvals ({', '.join(status.approvals)});"
+                " waiting for another reviewer"
+            )
+            return
+        console.print(f"job {job_id}: {status.stage.value} (review: {status.review_state.value})")
+        if wait and status.stage not in (
+            Stage.PUBLISHED,
+            Stage.REJECTED,
+            Stage.EXPIRED,
+            Stage.FAILED,
+            Stage.CANCELLED,
+        ):
+            _print_result(settings, await handle.result())
+
+    _run(main())
+
+
+@review_app.command("approve")
+def review_approve(
+    job_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who decides (a registered reviewer)")],
+    note: Annotated[str | None, typer.Option()] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until it is published")] = True,
+) -> None:
+    """Approve a job awaiting review: it is published (once the policy's approvals are in)."""
+    _decide(
+        job_id, reviewer, "approve", lambda h: h.approve(reviewer=reviewer, note=note), wait=wait
+    )
+
+
+@review_app.command("reject")
+def review_reject(
+    job_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who decides (a registered reviewer)")],
+    reason: Annotated[str, typer.Option(help="Why it is rejected")],
+) -> None:
+    """Reject a job awaiting review: nothing is published or charged."""
+    _decide(
+        job_id, reviewer, "reject", lambda h: h.reject(reviewer=reviewer, reason=reason), wait=False
+    )
+
+
+# --- annotations, revisions, metrics --------------------------------------------------------
+@review_app.command("annotate")
+def review_annotate(
+    job_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who annotates (a registered reviewer)")],
+    tag: Annotated[list[str] | None, typer.Option(help="A tag (repeat)")] = None,
+    rating: Annotated[int | None, typer.Option(min=1, max=5, help="1 (bad) .. 5 (great)")] = None,
+    note: Annotated[str | None, typer.Option()] = None,
+    post_edit: Annotated[
+        bool, typer.Option("--post-edit", help="Published after an edit (feeds the post-edit rate)")
+    ] = False,
+) -> None:
+    """Annotate a job (any stage): tags, a rating, a note, whether it needed an edit."""
+    if not (tag or rating or note or post_edit):
+        err.print("[red]error:[/red] give at least one of --tag, --rating, --note, --post-edit")
+        raise typer.Exit(2)
+
+    async def main(db: Database) -> None:
+        job = await db.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
+        refusal = await reviewer_refusal(db, reviewer=reviewer, tenant=job["tenant"])
+        if refusal:
+            raise ReviewNotAllowedError(refusal)
+        await review_db.add_annotation(
+            db,
+            job_id,
+            reviewer=reviewer,
+            tags=tag or [],
+            rating=rating,
+            note=note,
+            post_edit=post_edit,
+        )
+
+    _run(_with_db(main))
+    console.print(f"job {job_id}: annotated by {reviewer}")
+
+
+_LIST_FIELDS = {"instruments", "structure", "layers", "formats"}
+_SET_RE = re.compile(r"^([a-z_]+)=(.*)$", re.S)
+
+
+def parse_changes(items: list[str]) -> dict[str, Any]:
+    """`["tempo_bpm=100", "key=A minor", "instruments=piano,bass"]` → request changes."""
+    changes: dict[str, Any] = {}
+    for item in items:
+        m = _SET_RE.match(item)
+        if not m:
+            raise TunesmithError(f"--set takes FIELD=VALUE, not {item!r}")
+        name, text = m.groups()
+        value: Any
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        if name in _LIST_FIELDS and isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        changes[name] = value
+    return changes
+
+
+@review_app.command("revise")
+def review_revise(
+    job_id: str,
+    set_: Annotated[list[str], typer.Option("--set", help="FIELD=VALUE request change (repeat)")],
+) -> None:
+    """Re-generate with changed controls: a new job with the original request plus the changes,
+    linked to the original (`revision_of`). The original is left as it is."""
+    from tunesmith.client import Client
+
+    async def main() -> str:
+        changes = parse_changes(set_)
+        if "revision_of" in changes or "tenant" in changes:
+            raise TunesmithError("a revision keeps the original's tenant and link")
+        job = await _with_db(lambda db: db.get_job(job_id))
+        if job is None:
+            raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
+        request = {k: v for k, v in job["request"].items() if v is not None}
+        request.update(changes, revision_of=job_id)
+        client = await Client.connect(get_settings())
+        handle = await client.submit(request)
+        return handle.job_id
+
+    new_id = _run(main())
+    console.print(f"{new_id} (revision of {job_id})")
+
+
+@review_app.command("open")
+def review_open(
+    job_id: str,
+    browser: Annotated[bool, typer.Option("--browser", help="Open it in a web browser")] = False,
+) -> None:
+    """The job's run in the Temporal Web UI."""
+    url = get_settings().workflow_url(job_id)
+    console.print(url)
+    if browser:
+        webbrowser.open(url)
+
+
+@review_app.command("stats")
+def review_stats(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Per tenant: approval rate, post-edit rate and mean rating."""
+    rows = _run(_with_db(review_db.review_stats))
+    if as_json:
+        console.print_json(json.dumps([jsonable(r) for r in rows], default=str))
+        return
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.0f}%"
+
+    table = _table(
+        "tenant",
+        "reviewed",
+        "approved",
+        "approval rate",
+        "auto-approved",
+        "post-edit rate",
+        "mean rating",
+        "annotations",
+    )
+    for r in rows:
+        rating = "-" if r["mean_rating"] is None else f"{r['mean_rating']:.2f}"
+        table.add_row(
+            r["tenant"],
+            str(r["reviewed"]),
+            str(r["approved"]),
+            pct(r["approval_rate"]),
+            str(r["auto_approved"]),
+            pct(r["post_edit_rate"]),
+            rating,
+            str(r["annotations"]),
+        )
+    console.print(table)
