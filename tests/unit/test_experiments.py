@@ -106,7 +106,7 @@ def test_template_and_profile_overrides() -> None:
 
 
 def test_overlapping_experiments_first_wins() -> None:
-    out, assigned = apply_experiments({"prompt": "x"}, "j", [_exp("first"), _exp("second")])
+    _, assigned = apply_experiments({"prompt": "x"}, "j", [_exp("first"), _exp("second")])
     assert [a.experiment for a in assigned] == ["first"]
 
 
