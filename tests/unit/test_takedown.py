@@ -1,0 +1,212 @@
+"""Takedown pieces without the stack: claim validation, object moves, the workflow's rules
+(with stub activities on a local Temporal dev server)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.takedown import objects
+from schemas import names
+from schemas.takedown import (
+    ApplyOutcomeInput,
+    ApplyOutcomeOutput,
+    AuditInput,
+    DecisionRequest,
+    DisputeRequest,
+    OpenTakedownInput,
+    OpenTakedownOutput,
+    QuarantineInput,
+    QuarantineOutput,
+    TakedownClaim,
+    TakedownInput,
+    TakedownState,
+    TakedownStatus,
+)
+from workflows.takedown import Takedown
+
+TEMPORAL_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "temporal"
+
+
+# --- claim validation --------------------------------------------------------------------------
+def claim(**changes: Any) -> TakedownClaim:
+    base: dict[str, Any] = {"job_id": "job-1", "claimant": "Acme", "evidence": "ours",
+                            "contact_email": "legal@acme.example"}  # fmt: skip
+    return TakedownClaim(**(base | changes))
+
+
+def test_claim_is_trimmed_and_valid() -> None:
+    c = claim(claimant="  Acme  ", evidence_url="https://acme.example/x")
+    assert c.claimant == "Acme" and c.evidence_url == "https://acme.example/x"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"claimant": "  "}, {"evidence": ""}, {"contact_email": "nope"},
+     {"evidence_url": "ftp://x"}, {"job_id": ""}],
+)  # fmt: skip
+def test_bad_claims_are_refused(changes: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        claim(**changes)
+
+
+# --- object moves (a fake store with the minio calls the module uses) -----------------------------
+class FakeStore:
+    def __init__(self, buckets: dict[str, dict[str, bytes]]) -> None:
+        self.buckets = buckets
+        self.client = SimpleNamespace(
+            copy_object=self._copy, remove_object=self._remove,
+            bucket_exists=lambda b: b in self.buckets,
+            make_bucket=lambda b: self.buckets.setdefault(b, {}),
+        )  # fmt: skip
+
+    def _copy(self, bucket: str, key: str, source: Any) -> None:
+        self.buckets[bucket][key] = self.buckets[source.bucket_name][source.object_name]
+
+    def _remove(self, bucket: str, key: str) -> None:
+        self.buckets[bucket].pop(key, None)
+
+    def list_keys(self, bucket: str, prefix: str = "") -> list[str]:
+        return sorted(k for k in self.buckets[bucket] if k.startswith(prefix))
+
+
+def test_move_is_copy_then_delete_and_idempotent() -> None:
+    store = FakeStore({"pub": {"j/j.wav": b"w", "j/preview.mp3": b"p", "k/k.wav": b"k"}})
+    objects.ensure_bucket(store, "q")  # type: ignore[arg-type]
+    moved = objects.move(store, "pub", "q", "j/")  # type: ignore[arg-type]
+    assert moved == ["j/j.wav", "j/preview.mp3"]
+    assert store.buckets["pub"] == {"k/k.wav": b"k"}  # other jobs untouched
+    assert objects.move(store, "pub", "q", "j/") == moved  # type: ignore[arg-type]
+    assert objects.purge(store, ["q", "pub"], "j/") == ["q/j/j.wav", "q/j/preview.mp3"]  # type: ignore[arg-type]
+    assert store.buckets["q"] == {}
+
+
+def test_main_audio_prefers_the_lossless_master() -> None:
+    keys = ["j/preview.mp3", "j/j.mp3", "j/j.flac", "j/j.wav"]
+    assert objects.main_audio_key(keys, "j") == "j/j.wav"
+    assert objects.main_audio_key(["j/preview.mp3", "j/j.mp3"], "j") == "j/j.mp3"
+    assert objects.main_audio_key(["j/preview.mp3", "j/overview.png"], "j") is None
+
+
+# --- the workflow with stub activities (a private dev server: its own CPU queue) -----------
+class Stubs:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.actions: list[str] = []
+
+    @activity.defn(name="takedown_open")
+    async def open(self, inp: OpenTakedownInput) -> OpenTakedownOutput:
+        self.calls.append("open")
+        return OpenTakedownOutput(owner="acme-tenant", callback_url=None)
+
+    @activity.defn(name="takedown_quarantine")
+    async def quarantine(self, inp: QuarantineInput) -> QuarantineOutput:
+        self.calls.append("quarantine")
+        return QuarantineOutput(objects=[f"{inp.job_id}/{inp.job_id}.wav"])
+
+    @activity.defn(name="takedown_audit")
+    async def audit(self, inp: AuditInput) -> None:
+        self.actions.append(inp.action)
+
+    @activity.defn(name="takedown_restore")
+    async def restore(self, inp: ApplyOutcomeInput) -> ApplyOutcomeOutput:
+        self.calls.append("restore")
+        return ApplyOutcomeOutput(objects=[])
+
+    @activity.defn(name="takedown_remove")
+    async def remove(self, inp: ApplyOutcomeInput) -> ApplyOutcomeOutput:
+        self.calls.append("remove")
+        return ApplyOutcomeOutput(objects=[], recording_id="rec-1")
+
+
+@pytest.fixture(scope="module")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    if not TEMPORAL_CLI.exists():
+        pytest.skip("no temporal CLI in .venv")
+    async with await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(TEMPORAL_CLI), data_converter=pydantic_data_converter
+    ) as environment:
+        yield environment
+
+
+async def start(env: WorkflowEnvironment, queue: str, **inp: Any) -> Any:
+    job = f"job-{uuid.uuid4().hex[:8]}"
+    return await env.client.start_workflow(
+        Takedown.run,
+        TakedownInput(takedown_id=f"td-{job}", claim=claim(job_id=job), **inp),
+        id=f"takedown-{job}",
+        task_queue=queue,
+    )
+
+
+async def until(handle: Any, predicate: Any, timeout_s: float = 15.0) -> TakedownStatus:
+    for _ in range(int(timeout_s / 0.1)):
+        status = await handle.query("takedown_status", result_type=TakedownStatus)
+        if predicate(status):
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"condition never met; last: {status}")
+
+
+async def test_no_decision_escalates_but_never_removes(env: WorkflowEnvironment) -> None:
+    stubs, queue = Stubs(), names.CPU_TASK_QUEUE  # the queue the workflow pins
+    acts = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore, stubs.remove]
+    async with Worker(env.client, task_queue=queue, workflows=[Takedown], activities=acts):
+        handle = await start(env, queue, dispute_window_s=0.5, escalate_after_s=1.5)
+        status = await until(handle, lambda s: s.escalated, timeout_s=20)
+        assert status.state is TakedownState.QUARANTINED and status.decision is None
+        assert "remove" not in stubs.calls and "restore" not in stubs.calls
+        assert stubs.actions[:3] == ["filed", "quarantined", "dispute_window_closed"]
+        assert "escalated" in stubs.actions
+
+        with pytest.raises(WorkflowUpdateFailedError) as late:
+            late_dispute = DisputeRequest(by="acme-tenant", reason="late")
+            await handle.execute_update("submit_dispute", late_dispute)
+        assert "window closed" in str(late.value.cause)
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                "submit_decision", DecisionRequest(decision="remove", reviewer="")
+            )
+        done = await handle.execute_update(
+            "submit_decision", DecisionRequest(decision="remove", reviewer="rev"),
+            result_type=TakedownStatus,
+        )  # fmt: skip
+        assert done.state is TakedownState.REMOVED and done.recording_id == "rec-1"
+        assert (await handle.result()).state is TakedownState.REMOVED
+        assert stubs.calls.count("remove") == 1
+
+
+async def test_dispute_rules_and_restore(env: WorkflowEnvironment) -> None:
+    stubs, queue = Stubs(), names.CPU_TASK_QUEUE  # the queue the workflow pins
+    acts = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore, stubs.remove]
+    async with Worker(env.client, task_queue=queue, workflows=[Takedown], activities=acts):
+        handle = await start(env, queue, dispute_window_s=600, escalate_after_s=600)
+        await until(handle, lambda s: s.state is TakedownState.QUARANTINED)
+        with pytest.raises(WorkflowUpdateFailedError) as stranger:
+            await handle.execute_update("submit_dispute", DisputeRequest(by="eve", reason="x"))
+        assert "only the owner" in str(stranger.value.cause)
+        disputed = await handle.execute_update(
+            "submit_dispute", DisputeRequest(by="acme-tenant", reason="mine"),
+            result_type=TakedownStatus,
+        )  # fmt: skip
+        assert disputed.state is TakedownState.DISPUTED
+        await handle.signal("dispute", DisputeRequest(by="acme-tenant", reason="twice"))
+        await handle.signal("decide", DecisionRequest(decision="restore", reviewer="Acme"))
+        await handle.signal("decide", DecisionRequest(decision="restore", reviewer="rev"))
+        result = await handle.result()
+        assert result.state is TakedownState.RESTORED and stubs.calls[-1] == "restore"
+        assert stubs.actions.count("dispute_ignored") == 1
+        assert stubs.actions.count("decision_ignored") == 1
+        assert stubs.actions[-2:] == ["decided", "restored"]
