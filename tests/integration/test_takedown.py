@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,15 +26,8 @@ QUARANTINE = TakedownSettings().quarantine_bucket
 
 
 def takedown_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """`tunesmith takedown ...`, or the sub-app's own entry point until the main CLI wires it."""
-    from tunesmith.cli import app
-
-    if any(group.name == "takedown" for group in app.registered_groups):
-        return run_cli(stack, "takedown", *args)
-    return subprocess.run(
-        [sys.executable, "-m", "tunesmith.cli_takedown", *args], env=stack.child_env(),
-        capture_output=True, text=True, timeout=180, check=False,
-    )  # fmt: skip
+    """`tunesmith takedown ...` against the test stack."""
+    return run_cli(stack, "takedown", *args)
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> Any:
