@@ -86,7 +86,14 @@ def test_review_queue_from_the_cli(stack: LocalStack) -> None:
     missing_reason = run_cli(stack, "review", "reject", job_id, "--reviewer", "eve")
     assert missing_reason.returncode != 0  # --reason is required
 
-    approved = run_cli(stack, "review", "approve", job_id, "--reviewer", "eve", "--note", "ok")
+    # No reviewers yet: authorization is off (bootstrap). Once one exists, it is enforced.
+    assert run_cli(stack, "reviewers", "add", "eve", "--role", "reviewer").returncode == 0
+    try:
+        refused = run_cli(stack, "review", "approve", job_id, "--reviewer", "mallory")
+        assert refused.returncode == 2 and "unknown reviewer 'mallory'" in refused.stderr
+        approved = run_cli(stack, "review", "approve", job_id, "--reviewer", "eve", "--note", "ok")
+    finally:
+        run_cli(stack, "reviewers", "remove", "eve", "--purge")
     assert approved.returncode == 0, approved.stderr
     assert "published" in approved.stdout
     assert job_id not in run_cli(stack, "review", "list").stdout
