@@ -60,7 +60,7 @@ approvals = 2
     policy = load_policy_file(_write(tmp_path, 4, body))
     assert policy.timeout_s == 7200 and policy.escalation and policy.escalation.after_s == 1800
 
-    def rec(**kw: object):  # type: ignore[no-untyped-def]
+    def rec(**kw: object):
         args: dict[str, object] = {"review_mode": ReviewMode.AUTO, "quality": GOOD,
                                    "risk": "review", "matches": [], "policy": policy}  # fmt: skip
         return decide(**(args | kw))  # type: ignore[arg-type]
