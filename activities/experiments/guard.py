@@ -145,9 +145,19 @@ class ModelEvaluation:
         }
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model_id": self.model_id, "model_version": self.model_version,
-                "metrics": self.metrics(), "similarity_note": self.similarity_note,
-                "outcomes": [asdict(o) for o in self.outcomes]}  # fmt: skip
+        """Plain JSON-able figures (numpy scalars converted)."""
+        return _plain({"model_id": self.model_id, "model_version": self.model_version,
+                       "metrics": self.metrics(), "similarity_note": self.similarity_note,
+                       "outcomes": [asdict(o) for o in self.outcomes]})  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """`value` with numpy scalars as Python ones, recursively (for JSON)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _quality(
@@ -232,7 +242,7 @@ class GuardResult:
         return [c for c in self.comparisons if not c.ok]
 
     def comparison_rows(self) -> list[dict[str, Any]]:
-        return [asdict(c) | {"regression": c.regression} for c in self.comparisons]
+        return [_plain(asdict(c) | {"regression": c.regression}) for c in self.comparisons]
 
 
 def compare(

@@ -3,6 +3,8 @@ draft that renders at the wrong tempo or with a DC offset and noise is refused."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -102,3 +104,8 @@ def test_parse_tolerances() -> None:
     for bad in ("speed=0.1", "tempo", "tempo=-1", "tempo=x", "tempo=nan"):
         with pytest.raises(ValueError):
             parse_tolerances([bad])
+
+
+def test_figures_are_json(baseline: ModelEvaluation) -> None:
+    json.dumps(baseline.as_dict())
+    json.dumps(compare(baseline, baseline).comparison_rows())
