@@ -222,12 +222,13 @@ def _print_guard(result: GuardResult) -> None:
         table.add_row(row.label, fmt(row.metric, row.baseline), fmt(row.metric, row.candidate),
                       tol, ok)  # fmt: skip
     console.print(table)
-    for ev in (b, c):
+    for which, ev in (("current", b), ("candidate", c)):
         if ev.similarity_note:
-            console.print(f"similarity ({ev.model_id}): {ev.similarity_note}")
+            console.print(f"similarity ({which} {ev.model_id}): {ev.similarity_note}")
         for o in ev.outcomes:
             if o.error:
-                console.print(f"{ev.model_id} request {o.index} ({o.product}) failed: {o.error}")
+                console.print(f"{which} {ev.model_id}: request {o.index} ({o.product}) "
+                              f"failed: {o.error}")  # fmt: skip
 
 
 async def _similarity(db: Database, ev: ModelEvaluation, masters: Path) -> None:
