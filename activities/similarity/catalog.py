@@ -117,7 +117,7 @@ def analyse(path: Path) -> Analysis:
     try:
         profile: melody.MelodyProfile | None = melody.profile(samples, sample_rate)
     except melody.MelodyError:
-        profile = None  # beatless audio: still matched by fingerprint
+        profile = None  # atonal or silent audio: still matched by fingerprint
     return Analysis(fingerprint=fp.items, duration_s=len(samples) / sample_rate, melody=profile)
 
 
@@ -174,12 +174,12 @@ async def _ingest_one(
             duration_s=analysis.duration_s,
             fingerprint=analysis.fingerprint,
             melody=profile.to_bytes() if profile else None,
-            melody_beats=profile.chroma.shape[0] if profile else 0,
+            melody_beats=profile.frames if profile else 0,
             title=(meta.title if single and meta.title else path.stem),
             owner=meta.owner,
             licence=meta.licence,
         )
     )
     status: Literal["added", "duplicate"] = "added" if added else "duplicate"
-    detail = "" if profile else "no beats found: fingerprint matching only"
+    detail = "" if profile else "no tonal content: fingerprint matching only"
     return IngestResult(name, status, recording_id, analysis.duration_s, detail)

@@ -63,32 +63,26 @@ class SimilarityChecker:
         ]
 
     async def melody_matches(self, query: melody.MelodyProfile) -> list[SimilarityMatch]:
-        """Catalog recordings whose tune the query follows (any key, beat-synchronous)."""
-        found: dict[int, tuple[melody.MelodyAlignment, melody.MelodyProfile]] = {}
+        """Catalog recordings whose tune the query follows (any key, tempo within ±10 %)."""
+        found: dict[int, melody.MelodyAlignment] = {}
         async for batch in self.catalog.melodies():
-            scored = await asyncio.to_thread(_score_batch, query, batch)
-            found.update(scored)
+            found.update(await asyncio.to_thread(_score_batch, query, batch))
         names = await self.catalog.describe(list(found))
-        matches = []
-        for rec, (a, ref) in found.items():
-            q_times, r_times = query.beat_times, ref.beat_times
-            q_start = float(q_times[min(a.query_beat, len(q_times) - 1)])
-            r_end = min(a.reference_beat + melody.WINDOW_BEATS, len(r_times) - 1)
-            matches.append(
-                SimilarityMatch(
-                    recording_id=names[rec]["recording_id"],
-                    title=names[rec]["title"],
-                    method="melody",
-                    score=round(a.score, 4),
-                    query_offset_s=round(q_start, 2),
-                    recording_offset_s=round(float(r_times[a.reference_beat]), 2),
-                    duration_s=round(float(r_times[r_end] - r_times[a.reference_beat]), 2),
-                    risk=risk.melody_risk(a.score),
-                    semitones=melody.describe(a)["semitones"],
-                    tempo_factor=a.tempo_factor,
-                )
+        return [
+            SimilarityMatch(
+                recording_id=names[rec]["recording_id"],
+                title=names[rec]["title"],
+                method="melody",
+                score=round(a.score, 4),
+                query_offset_s=round(a.query_offset_s, 2),
+                recording_offset_s=round(a.reference_offset_s, 2),
+                duration_s=round(a.duration_s, 2),
+                risk=risk.melody_risk(a.score),
+                semitones=a.semitones,
+                tempo_factor=a.tempo_factor,
             )
-        return matches
+            for rec, a in found.items()
+        ]
 
     async def check(
         self, items: list[int], profile: melody.MelodyProfile | None
@@ -126,11 +120,14 @@ def profile_file(path: Path) -> melody.MelodyProfile | None:
 
 def _score_batch(
     query: melody.MelodyProfile, batch: list[tuple[int, bytes]]
-) -> dict[int, tuple[melody.MelodyAlignment, melody.MelodyProfile]]:
+) -> dict[int, melody.MelodyAlignment]:
     out = {}
     for rec, data in batch:
-        ref = melody.MelodyProfile.from_bytes(data)
-        alignment = melody.best_alignment(query, ref)
+        try:
+            ref = melody.MelodyProfile.from_bytes(data)
+        except melody.MelodyError:
+            continue  # stored by an older detector; `catalog add` again to re-profile
+        alignment = melody.best_alignment(query, ref, at_least=risk.MELODY_REVIEW_SCORE)
         if alignment is not None and alignment.score >= risk.MELODY_REVIEW_SCORE:
-            out[rec] = (alignment, ref)
+            out[rec] = alignment
     return out

@@ -1,15 +1,19 @@
-"""Melody detector: key- and tempo-invariant matching of beat-synchronous chroma."""
+"""Melody detector: transposition- and tempo-tolerant matching of tonal semitone spectra."""
+
+import asyncio
 
 import numpy as np
 import pytest
 
-from activities.similarity import melody
+from activities.similarity import melody, risk
+from activities.similarity.checker import SimilarityChecker
+from activities.similarity.evaluation import InMemoryCatalog
 
 SR = 22050
 
 
 def _tune(notes: list[int], bpm: float, transpose: int = 0) -> np.ndarray:
-    """A plucked sine melody with a click on every beat, one note per beat."""
+    """A plucked melody (three harmonics) with a click on every beat, one note per beat."""
     beat = 60.0 / bpm
     n = int(len(notes) * beat * SR)
     t = np.arange(n) / SR
@@ -18,35 +22,85 @@ def _tune(notes: list[int], bpm: float, transpose: int = 0) -> np.ndarray:
         start, end = int(i * beat * SR), int((i + 1) * beat * SR)
         f = 440 * 2 ** ((note + transpose) / 12)
         env = np.exp(-3 * (t[start:end] - t[start]))
-        y[start:end] += 0.4 * env * np.sin(2 * np.pi * f * t[start:end])
+        for h, gain in ((1, 0.4), (2, 0.2), (3, 0.1)):
+            y[start:end] += gain * env * np.sin(2 * np.pi * h * f * t[start:end])
         y[start : start + 200] += np.hanning(200) * 0.5  # the beat
     return y
 
 
+def _notes(seed: int, n: int) -> list[int]:
+    return np.random.default_rng(seed).integers(-5, 19, size=n).tolist()
+
+
 @pytest.fixture(scope="module")
 def reference() -> melody.MelodyProfile:
-    rng = np.random.default_rng(4)
-    notes = rng.integers(0, 24, size=64).tolist()
-    return melody.profile(_tune(notes, 110), SR)
+    return melody.profile(_tune(_notes(4, 64), 110), SR)
 
 
 def test_profile_round_trips_through_bytes(reference: melody.MelodyProfile) -> None:
     again = melody.MelodyProfile.from_bytes(reference.to_bytes())
-    assert np.allclose(again.chroma, reference.chroma)
-    assert reference.chroma.shape[1] == 12 and reference.chroma.shape[0] > 80
+    assert np.allclose(again.bands, reference.bands, atol=reference.bands.max() / 255)
+    assert reference.bands.shape[1] == melody.STORED_BANDS
+    assert reference.duration_s == pytest.approx(64 * 60 / 110, abs=0.2)
+
+
+def test_profiles_of_the_old_format_are_refused() -> None:
+    old = np.zeros((30, 13), dtype="<f4").tobytes()  # beat-synchronous chroma rows
+    with pytest.raises(melody.MelodyError):
+        melody.MelodyProfile.from_bytes(old)
 
 
 def test_transposed_and_faster_copy_matches(reference: melody.MelodyProfile) -> None:
-    rng = np.random.default_rng(4)
-    notes = rng.integers(0, 24, size=64).tolist()
+    notes = _notes(4, 64)
     copy = melody.profile(_tune(notes[16:40], 116, transpose=1), SR)  # +1 semitone, +5 % tempo
-    other = melody.profile(_tune(np.random.default_rng(5).integers(0, 24, 24).tolist(), 110), SR)
+    other = melody.profile(_tune(_notes(5, 24), 110), SR)
     match = melody.best_alignment(copy, reference)
     unrelated = melody.best_alignment(other, reference)
     assert match is not None and unrelated is not None
-    assert match.score > 0.9
+    assert match.score >= risk.MELODY_REVIEW_SCORE
     assert match.score > unrelated.score + 0.1
-    assert match.semitones == 11  # rolling the query down one semitone lines it up
+    assert match.semitones == 1
+    assert match.tempo_factor == pytest.approx(1.05, abs=0.03)
+    # The copy starts at note 16 of the reference; any window inside it lines up with that.
+    expected = 16 * 60 / 110 + match.query_offset_s * 116 / 110
+    assert match.reference_offset_s == pytest.approx(expected, abs=0.5)
+
+
+def test_short_excerpt_spliced_into_a_faster_track_is_found() -> None:
+    # 6 s of a slow (80 BPM) tune inside a 130 BPM host: fewer beats than a 12-beat window,
+    # and a host tempo for any beat tracker to lock onto. The old detector could not see it.
+    slow = _tune(_notes(6, 40), 80)
+    reference = melody.profile(slow, SR)
+    excerpt = slow[int(9.0 * SR) : int(15.0 * SR)]
+    host = _tune(_notes(7, 64), 130)
+    at = int(11.0 * SR)
+    host[at : at + excerpt.size] = excerpt
+    match = melody.best_alignment(melody.profile(host, SR), reference)
+    assert match is not None and match.score >= risk.MELODY_REVIEW_SCORE
+    assert 10.5 <= match.query_offset_s <= 12.5
+    assert match.reference_offset_s - match.query_offset_s == pytest.approx(-2.0, abs=0.3)
+
+
+def test_shared_opening_is_not_a_match() -> None:
+    # Two different tunes that open with the same 4 bars match nowhere else.
+    opening = _notes(8, 8)
+    a = melody.profile(_tune(opening + _notes(9, 40), 120), SR)
+    b = melody.profile(_tune(opening + _notes(10, 40), 120), SR)
+    found = melody.best_alignment(a, b)
+    assert found is not None and found.score < risk.MELODY_REVIEW_SCORE
+
+
+def test_drum_only_frames_are_blank() -> None:
+    clicks = np.zeros(SR * 8, dtype=np.float32)
+    for k in range(16):
+        burst = np.random.default_rng(k).normal(0, 0.3, 800).astype(np.float32)
+        clicks[k * SR // 2 : k * SR // 2 + 800] = burst * np.hanning(800)
+    tune = _tune(_notes(11, 16), 120)
+    prof = melody.profile(np.concatenate([clicks, tune]), SR)
+    split = int(8.0 / melody.STEP_S)
+    blank = ~prof.bands.any(axis=1)
+    assert blank[: split - 2].mean() > 0.8
+    assert blank[split + 2 :].mean() < 0.2
 
 
 def test_silence_has_no_profile() -> None:
@@ -54,13 +108,26 @@ def test_silence_has_no_profile() -> None:
         melody.profile(np.zeros(SR * 5, dtype=np.float32), SR)
 
 
-def test_profile_has_half_beat_steps(reference: melody.MelodyProfile) -> None:
-    # 64 notes at 110 BPM: about two steps per beat, evenly spaced at half the beat period.
-    steps = np.diff(reference.beat_times)
-    assert reference.chroma.shape[0] > 2 * 40
-    assert np.median(steps) == pytest.approx(60.0 / 110 / 2, rel=0.1)
+def test_diagonal_means_match_a_direct_sum() -> None:
+    rng = np.random.default_rng(0)
+    sim = rng.random((2, 30, 40)).astype(np.float32)
+    got = melody._diagonal_means(sim, 11)
+    i, j = 7, 12
+    assert got.shape == (2, 20, 30)
+    want = np.mean([sim[1, i + t, j + t] for t in range(11)])
+    assert got[1, i, j] == pytest.approx(want, rel=1e-5)
 
 
-def test_subdivide_adds_midpoints() -> None:
-    out = melody._subdivide(np.array([0, 10, 30]), 2)
-    assert out.tolist() == [0, 5, 10, 20, 30]
+def test_checker_reports_a_melody_match_and_skips_old_profiles(
+    reference: melody.MelodyProfile,
+) -> None:
+    catalog = InMemoryCatalog()
+    catalog.add("old", "Old format", [], np.zeros((30, 13), dtype="<f4").tobytes())
+    catalog.add("ref", "Reference", [], reference.to_bytes())
+    copy = melody.profile(_tune(_notes(4, 64)[20:44], 104, transpose=-1), SR)
+    matches = asyncio.run(SimilarityChecker(catalog).melody_matches(copy))
+    assert [m.recording_id for m in matches] == ["ref"]
+    (m,) = matches
+    assert m.method == "melody" and m.risk == "review" and m.semitones == -1
+    assert m.tempo_factor is not None and m.tempo_factor < 1.0
+    assert m.duration_s == pytest.approx(melody.WINDOW_FRAMES * melody.STEP_S, abs=0.01)
