@@ -26,9 +26,13 @@ async def test_saved_history_replays(path: Path) -> None:
     assert result.replay_failure is None, result.replay_failure
 
 
-def test_histories_cover_the_three_outcomes() -> None:
-    assert {p.stem.removeprefix("generate_track_") for p in HISTORIES} == {
+def test_histories_cover_the_outcomes_and_the_newest_paths() -> None:
+    # The three outcomes from before any patch, and one run through every patched path
+    # (per-model GPU queue, draft preview, review authorization), recorded with
+    # `python -m tests.tools.record_history`.
+    assert {p.stem.removeprefix("generate_track_") for p in HISTORIES} >= {
         "auto_approved",
         "human_approved",
         "rejected",
+        "layers_draft_first",
     }
