@@ -125,26 +125,32 @@ async def job_assignments(db: Database, job_id: str) -> list[Assignment]:
     ]  # fmt: skip
 
 
-async def _annotation_rating_column(db: Database) -> bool:
-    """Does an `annotations` table with `job_id` and a numeric `rating` column exist?"""
+async def _rating_table(db: Database) -> str | None:
+    """The table holding review ratings (`review_annotations`, else `annotations`) if one
+    with `job_id` and a numeric `rating` column exists."""
     cols = await db.pool.fetch(
         """
-        SELECT column_name, data_type FROM information_schema.columns
-        WHERE table_schema = current_schema() AND table_name = 'annotations'
+        SELECT table_name, column_name, data_type FROM information_schema.columns
+        WHERE table_schema = current_schema()
+          AND table_name IN ('review_annotations', 'annotations')
         """
     )
-    types = {r["column_name"]: r["data_type"] for r in cols}
     numeric = {"integer", "smallint", "bigint", "real", "double precision", "numeric"}
-    return "job_id" in types and types.get("rating") in numeric
+    for table in ("review_annotations", "annotations"):
+        types = {r["column_name"]: r["data_type"] for r in cols if r["table_name"] == table}
+        if "job_id" in types and types.get("rating") in numeric:
+            return table
+    return None
 
 
 async def report_rows(db: Database, name: str) -> tuple[list[dict[str, Any]], bool]:
     """One row per assigned job that has a job row: variant, stage, error, master quality score,
-    loudness, true peak, review outcome, charged cents and (when annotations exist) its mean
-    rating. Returns (rows, whether ratings were available)."""
-    with_ratings = await _annotation_rating_column(db)
+    loudness, true peak, review outcome, charged cents and (when review annotations exist)
+    its mean rating. Returns (rows, whether ratings were available)."""
+    table = await _rating_table(db)
+    with_ratings = table is not None
     rating = (
-        "(SELECT avg(n.rating)::float8 FROM annotations n WHERE n.job_id = a.job_id)"
+        f"(SELECT avg(n.rating)::float8 FROM {table} n WHERE n.job_id = a.job_id)"
         if with_ratings
         else "NULL::float8"
     )

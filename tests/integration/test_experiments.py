@@ -59,6 +59,11 @@ async def test_profile_experiment_report_and_promotion(
     for handle in handles:
         await handle.result()
 
+    rated = job_id_for("exp-tenant", picked["a"][0])
+    await db.pool.execute(  # type: ignore[attr-defined]
+        "INSERT INTO review_annotations (job_id, reviewer, rating) VALUES ($1, 'r1', 4)", rated
+    )
+
     listed = json.loads(_cli(stack, _EXPERIMENTS, "list", "--json").stdout)
     assert next(r for r in listed if r["name"] == name)["assigned"] == {"a": 2, "b": 2}
 
@@ -72,6 +77,7 @@ async def test_profile_experiment_report_and_promotion(
     assert by_variant["a"]["metrics"]["error"]["value"] == 0.0
     assert by_variant["a"]["metrics"]["cost"]["value"] > 0
     assert any("mean integrated LUFS" in v for v in report["verdicts"])
+    assert report["ratings"] and by_variant["a"]["metrics"]["rating"]["value"] == 4.0
     text = _cli(stack, _EXPERIMENTS, "report", name)
     assert text.returncode == 0 and "auto-approve rate" in text.stdout and "verdict:" in text.stdout
 
