@@ -80,8 +80,9 @@ class NormalizeInput(BaseModel):
 
 class NormalizeOutput(BaseModel):
     tokens: ControlTokens
-    request: dict[str, Any]  # the validated request, defaults filled in
+    request: dict[str, Any]  # the validated request (experiment overrides applied)
     request_sha256: str
+    experiments: list[dict[str, Any]] = Field(default_factory=list)  # A/B assignments
 
 
 class GenerateAudioInput(BaseModel):
@@ -270,6 +271,7 @@ class PublishInput(BaseModel):
     review: ReviewDecision | None = None
     review_reasons: list[str] = Field(default_factory=list)
     published_at: datetime
+    experiments: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class PublishOutput(BaseModel):

@@ -398,6 +398,7 @@ def worker_gpu() -> None:
 
 
 from tunesmith.cli_controls import eval_controls, templates_app  # noqa: E402
+from tunesmith.cli_experiments import experiments_app, promote  # noqa: E402
 from tunesmith.cli_models import models_app  # noqa: E402
 from tunesmith.cli_provenance import (  # noqa: E402
     eval_watermark,
@@ -411,7 +412,9 @@ from tunesmith.cli_takedown import takedown_app  # noqa: E402
 
 eval_app.command("controls")(eval_controls)
 app.add_typer(templates_app, name="templates")
+models_app.command("promote")(promote)
 app.add_typer(models_app, name="models")
+app.add_typer(experiments_app, name="experiments")
 app.add_typer(watermark_app, name="watermark")
 app.command("verify")(verify)
 app.command("provenance")(provenance)

@@ -363,6 +363,7 @@ class GenerateTrack:
                 review=self._decision,
                 review_reasons=reasons,
                 published_at=workflow.now(),
+                experiments=normalized.experiments,
             ),
             PublishOutput,
             120,

@@ -9,6 +9,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.controls.inputs import load_stored_inputs
 from activities.controls.normalize import normalize_request
+from activities.experiments import apply_experiments
+from infra import experiments_db
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import INVALID_REQUEST, JOB_ALREADY_FINISHED, InvalidRequestError
@@ -32,8 +34,11 @@ class ControlActivities:
             ApplicationError: type `InvalidRequest`, non-retryable, when the request or an input
                 is invalid; nothing is written in that case.
         """
+        # A/B experiments: deterministic per job id; explicit choices are never overridden.
+        experiments = await experiments_db.active_experiments(self.db)
+        data, assignments = apply_experiments(dict(inp.request), inp.job_id, experiments)
         try:
-            request = validate_request(inp.request)
+            request = validate_request(data)
             inputs = await asyncio.to_thread(load_stored_inputs, request, self.store)
             request, tokens = normalize_request(request, inputs)
         except InvalidRequestError as exc:
@@ -49,6 +54,7 @@ class ControlActivities:
                 non_retryable=True,
             )
         digest = request.sha256()
+        await experiments_db.record_assignments(self.db, inp.job_id, assignments)
         await self.db.upsert_job(
             job_id=inp.job_id,
             tenant=request.tenant,
@@ -59,5 +65,8 @@ class ControlActivities:
             model_id=tokens.model_id,
         )
         return NormalizeOutput(
-            tokens=tokens, request=request.model_dump(mode="json"), request_sha256=digest
+            tokens=tokens,
+            request=request.model_dump(mode="json"),
+            request_sha256=digest,
+            experiments=[a.model_dump(mode="json") for a in assignments],
         )

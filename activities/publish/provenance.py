@@ -48,6 +48,7 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
             else None,
         },
         "manifest": post.manifest,
+        "experiments": inp.experiments,
         "disclosure": {
             "watermark": post.watermark,
             "c2pa_signed_formats": post.c2pa_signed,
