@@ -51,6 +51,7 @@ TONAL_FLOOR = 0.1  # of the 75th-percentile frame energy: below it a frame is bl
 # the window must be such frames.
 MIN_TONAL_SHARE = 0.6
 EDGE_S = 4.0  # windows inside the first (or last) EDGE_S of both files are not counted
+BLOCK_FRAMES = 512  # window starts per side compared at once (48 s; 13 × 0.3 M cells)
 FORMAT = b"TSM2"  # profile bytes: magic, frames (uint32), scale (float32), uint8 bands
 
 _FILTERS: np.ndarray | None = None
@@ -239,7 +240,11 @@ def _search(
     ratios: tuple[float, ...],
     shifts: tuple[int, ...],
 ) -> MelodyAlignment | None:
-    """Best diagonal window of `length` frames over `ratios` × `shifts` (frames of any rate)."""
+    """Best diagonal window of `length` frames over `ratios` × `shifts` (frames of any rate).
+
+    Long files are compared in blocks of `BLOCK_FRAMES` window starts per side, so memory
+    stays bounded (a 30-minute reference would otherwise need gigabytes per ratio).
+    """
     step = STEP_S * WINDOW_FRAMES / length
     ref = _unit_rows(reference[:, MAX_SHIFT : MAX_SHIFT + BANDS])
     m = ref.shape[0]
@@ -249,20 +254,46 @@ def _search(
         n = q.shape[0]
         if n < length or m < length:
             continue
-        shifted = np.stack([q[:, MAX_SHIFT + s : MAX_SHIFT + s + BANDS] for s in shifts])
-        sim = (_unit_rows(shifted).reshape(-1, BANDS) @ ref.T).reshape(len(shifts), n, m)
+        shifted = _unit_rows(
+            np.stack([q[:, MAX_SHIFT + s : MAX_SHIFT + s + BANDS] for s in shifts])
+        )
         q_tonal: np.ndarray = np.any(q != 0, axis=1)
-        r_tonal: np.ndarray = np.any(ref != 0, axis=1)
-        both = (q_tonal[:, None] & r_tonal[None, :]).astype(np.float32)
-        tonal = _diagonal_means(_with_slack(both[None]), length)[0]
-        window = _diagonal_means(_with_slack(sim), length) / np.maximum(tonal, 1e-6)
-        window[:, (tonal < MIN_TONAL_SHARE) | _edge_mask(n, m, ratio, length, step)] = -1.0
-        k, i, j = np.unravel_index(int(np.argmax(window)), window.shape)
-        score = float(window[k, i, j])
-        if best is None or score > best.score:
-            scale = WINDOW_FRAMES // length
-            best = MelodyAlignment(score, int(i) * scale, int(j) * scale, shifts[k], ratio)
+        edges = _edge_mask(n, m, ratio, length, step)
+        for i0 in range(0, n - length + 1, BLOCK_FRAMES):
+            qb = shifted[:, i0 : i0 + BLOCK_FRAMES + length - 1]
+            for j0 in range(0, m - length + 1, BLOCK_FRAMES):
+                rb = ref[j0 : j0 + BLOCK_FRAMES + length - 1]
+                tb = q_tonal[i0 : i0 + BLOCK_FRAMES + length - 1]
+                score, k, i, j = _best_window(qb, tb, rb, length, edges, i0, j0)
+                if best is None or score > best.score:
+                    scale = WINDOW_FRAMES // length
+                    best = MelodyAlignment(
+                        score, (i0 + i) * scale, (j0 + j) * scale, shifts[k], ratio
+                    )
     return best
+
+
+def _best_window(
+    query: np.ndarray,
+    q_tonal: np.ndarray,
+    reference: np.ndarray,
+    length: int,
+    edges: np.ndarray,
+    i0: int,
+    j0: int,
+) -> tuple[float, int, int, int]:
+    """(score, shift index, i, j) of the best window in one block of the comparison."""
+    k_shifts, n, bands = query.shape
+    m = reference.shape[0]
+    sim = (query.reshape(-1, bands) @ reference.T).reshape(k_shifts, n, m)
+    r_tonal: np.ndarray = np.any(reference != 0, axis=1)
+    both = (q_tonal[:, None] & r_tonal[None, :]).astype(np.float32)
+    tonal = _diagonal_means(_with_slack(both[None]), length)[0]
+    window = _diagonal_means(_with_slack(sim), length) / np.maximum(tonal, 1e-6)
+    blocked = edges[i0 : i0 + window.shape[1], j0 : j0 + window.shape[2]]
+    window[:, (tonal < MIN_TONAL_SHARE) | blocked] = -1.0
+    k, i, j = np.unravel_index(int(np.argmax(window)), window.shape)
+    return float(window[k, i, j]), int(k), int(i), int(j)
 
 
 _SHIFTS = tuple(range(-MAX_SHIFT, MAX_SHIFT + 1))

@@ -3,6 +3,10 @@
 Each recording is 60 s of random 32-bit items (≈ 480 items); each query is a 30 s fingerprint
 with a 10 s excerpt of a random catalog recording (3 % of bits flipped) spliced in. The time is
 `SimilarityChecker.fingerprint_matches`: index lookup in PostgreSQL, voting, verification.
+
+`bench_melody` (no database; `python -m tests.bench.similarity`) times the melody detector,
+which still compares the query with every stored profile: per-reference time of the coarse
+pass that rejects unrelated recordings, and of a full comparison.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ def _items(rng: np.random.Generator, n: int) -> np.ndarray:
 
 async def _fill(db: Database, rng: np.random.Generator, start: int, count: int) -> None:
     """Bulk-load recordings start..start+count with COPY (ingest's per-file path is too slow)."""
-    recordings, index = [], []
+    recordings: list[tuple[int, str, str, str, float, list[int]]] = []
+    index: list[tuple[int, int, int]] = []
     for i in range(start, start + count):
         items = _items(rng, ITEMS_PER_RECORDING)
         recordings.append((i + 1, f"bench-{i:06d}", f"bench {i}", "bench", 60.0, items.tolist()))
@@ -90,3 +95,38 @@ async def bench_similarity(db: Database, queries: int = 100) -> None:
     ratio = results[10_000][0] / results[1_000][0]
     print(f"  10x catalog → {ratio:.2f}x median query time (goal ≤ 2x)")
     await db.pool.execute("TRUNCATE catalog_recordings CASCADE")
+
+
+def bench_melody(references: int = 40) -> None:
+    """Per-reference melody comparison time: 30 s query against 45 s references."""
+    from activities.similarity import melody, risk
+
+    rng = np.random.default_rng(0)
+
+    def tune(seconds: float) -> np.ndarray:
+        t = np.arange(int(0.4 * 22050)) / 22050
+        notes = [
+            np.sin(2 * np.pi * 440 * 2 ** (rng.integers(-5, 19) / 12) * t) * np.exp(-4 * t)
+            for _ in range(int(seconds / 0.4))
+        ]
+        return np.concatenate(notes).astype(np.float32) * 0.3
+
+    started = time.perf_counter()
+    refs = [melody.profile(tune(45.0), 22050) for _ in range(references)]
+    profile_s = (time.perf_counter() - started) / references
+    query = melody.profile(tune(30.0), 22050)
+    started = time.perf_counter()
+    for ref in refs:
+        melody.best_alignment(query, ref, at_least=risk.MELODY_REVIEW_SCORE)
+    screened = (time.perf_counter() - started) / references
+    started = time.perf_counter()
+    for ref in refs[:10]:
+        melody.best_alignment(query, ref)
+    full = (time.perf_counter() - started) / 10
+    print(f"  melody: profile {profile_s * 1000:.0f} ms per 45 s recording; per reference "
+          f"{screened * 1000:.1f} ms screened (unrelated), {full * 1000:.1f} ms full comparison; "
+          f"linear in the catalog: {screened * 1000:.1f} s per 1k recordings")  # fmt: skip
+
+
+if __name__ == "__main__":
+    bench_melody()

@@ -131,3 +131,18 @@ def test_checker_reports_a_melody_match_and_skips_old_profiles(
     assert m.method == "melody" and m.risk == "review" and m.semitones == -1
     assert m.tempo_factor is not None and m.tempo_factor < 1.0
     assert m.duration_s == pytest.approx(melody.WINDOW_FRAMES * melody.STEP_S, abs=0.01)
+
+
+def test_long_files_are_compared_in_blocks(reference: melody.MelodyProfile) -> None:
+    # A block boundary inside the copy must not hide it, and blocks give the unblocked answer.
+    copy = melody.profile(_tune(_notes(4, 64)[16:40], 110), SR)
+    whole = melody.best_alignment(copy, reference)
+    saved = melody.BLOCK_FRAMES
+    try:
+        melody.BLOCK_FRAMES = 37
+        blocked = melody.best_alignment(copy, reference)
+    finally:
+        melody.BLOCK_FRAMES = saved
+    assert whole is not None and blocked is not None
+    assert blocked.score == pytest.approx(whole.score, abs=0.02)
+    assert blocked.score >= risk.MELODY_REVIEW_SCORE
