@@ -43,6 +43,7 @@ TEMPOS = (60.0, 75.0, 90.0, 105.0, 120.0, 135.0, 150.0, 165.0, 180.0)
 KEYS = ("C major", "A minor", "G major", "E minor", "F major", "D minor", "Bb major", "F# minor")
 METERS = ("4/4", "3/4", "6/8", "4/4", "2/4", "5/4")
 PRODUCTS = ("track", "loop", "stems", "layers")
+DURATIONS_S = {"track": 24.0, "stems": 16.0, "loop": 16.0, "layers": 16.0}
 
 
 @dataclass
@@ -71,24 +72,24 @@ class ControlResult:
 
 
 def grid(n: int, seed: int = 0) -> list[dict[str, object]]:
-    """`n` requests cycling through tempos, keys, meters and products (co-prime cycles, so
-    every product meets many tempos, keys and meters)."""
+    """`n` requests cycling through products, tempos, keys and meters. Keys and meters advance
+    one extra step after each round of products, so every product meets every key and meter
+    (plain cycles of 8 keys and 4 products would pair each product with only two keys)."""
     requests = []
     for i in range(n):
         product = PRODUCTS[i % len(PRODUCTS)]
+        shift = i // len(PRODUCTS)
         request: dict[str, object] = {
             "prompt": f"controls eval {i}",
             "tempo_bpm": TEMPOS[i % len(TEMPOS)],
-            "key": KEYS[i % len(KEYS)],
-            "meter": METERS[i % len(METERS)],
+            "key": KEYS[(i + shift) % len(KEYS)],
+            "meter": METERS[(i + shift) % len(METERS)],
             "product": product,
             "seed": seed + i,
             "instruments": ["piano", "bass", "drums", "flute"],
             "formats": ["wav24"],
         }
-        request["duration_s"] = {"track": 24.0, "stems": 16.0, "loop": 16.0, "layers": 16.0}[
-            product
-        ]
+        request["duration_s"] = DURATIONS_S[product]
         requests.append(request)
     return requests
 
@@ -127,7 +128,7 @@ def tempo_matches(detected: float, requested: float, meter: str) -> tuple[bool, 
     if den == 8 and num % 3 == 0:
         factors += [2.0 / 3.0, 1.0 / 3.0, 4.0 / 3.0]  # dotted-quarter pulse and its octaves
     hits = [abs(detected / (requested * f) - 1.0) <= TEMPO_TOLERANCE for f in factors]
-    return any(hits), hits[0]
+    return bool(any(hits)), bool(hits[0])
 
 
 def seam_stats(loop: np.ndarray, rate: int, beat_samples: float) -> tuple[float, float]:
@@ -200,12 +201,14 @@ def evaluate_request(
         stats = [seam_stats(loop, rate, beat) for loop in loops]
         result.seam_jump_ratio = round(max(j for j, _ in stats), 3)
         result.seam_level_db = round(max(lv for _, lv in stats), 2)
-        result.seam_ok = result.seam_jump_ratio <= 1.0 and result.seam_level_db <= SEAM_LEVEL_DB
+        result.seam_ok = bool(
+            result.seam_jump_ratio <= 1.0 and result.seam_level_db <= SEAM_LEVEL_DB
+        )
     if tokens.product == "stems":
         total = sum(sf.read(p.master, dtype="float64", always_2d=True)[0] for p in files.parts)
         err = np.sqrt(np.mean((total - master) ** 2)) / np.sqrt(np.mean(master**2))
         result.stems_error_db = round(float(20 * np.log10(err + 1e-12)), 1)
-        result.stems_ok = result.stems_error_db <= STEMS_TARGET_DB
+        result.stems_ok = bool(result.stems_error_db <= STEMS_TARGET_DB)
     return result
 
 

@@ -204,3 +204,19 @@ def test_watermarked_stems_still_sum_and_loops_stay_seamless(
     assert detect(x, rate, key).payload == payload
     jump, level = seam_stats(x, rate, 0.5 * rate)
     assert jump <= 1.0 and level <= 1.5
+
+
+def test_eval_controls_command_prints_rates_as_json() -> None:
+    import json
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "eval", "controls", "--n", "2", "--json"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["summary"]["requests"] == 2
+    assert [r["product"] for r in report["results"]] == ["track", "loop"]
+    assert report["summary"]["duration_exact"] == 1.0
