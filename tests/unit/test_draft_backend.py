@@ -10,11 +10,12 @@ import librosa
 import numpy as np
 import pytest
 
+from activities.controls.evaluation import measure_key, measure_tempo
 from activities.inference.backend import GeneratedAudio, ModelBackend
 from activities.inference.draft import DraftBackend, compose
 from activities.inference.draft.composer import DRUM_CHANNEL
 from schemas.controls import ControlTokens, InstrumentToken
-from schemas.music import Mode, parse_key
+from schemas.music import parse_key
 
 PIANO = InstrumentToken(name="piano", program=0, is_drum=False, role="harmony")
 BASS = InstrumentToken(name="bass", program=33, is_drum=False, role="bass")
@@ -24,8 +25,6 @@ FLUTE = InstrumentToken(name="flute", program=73, is_drum=False, role="melody")
 BAND = (PIANO, BASS, DRUMS)
 
 # Krumhansl-Kessler probe-tone profiles, tonic first.
-KS_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-KS_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 ANALYSIS_SR = 22050
 
 
@@ -65,38 +64,6 @@ def backend() -> DraftBackend:
 def mono(audio: GeneratedAudio) -> np.ndarray:
     y = audio.samples.mean(axis=1).astype(np.float64)
     return librosa.resample(y, orig_sr=audio.sample_rate, target_sr=ANALYSIS_SR)
-
-
-def measure_tempo(y: np.ndarray, sr: int = ANALYSIS_SR, hop: int = 128) -> float:
-    """Tempo from the onset envelope's autocorrelation.
-
-    librosa picks the autocorrelation peak under its fixed log-normal prior centred on 120 BPM
-    (its default; the requested tempo is never used), which settles the beat-level octave.
-    The lag of that peak is then refined by parabolic interpolation: one hop is ~1% of a beat
-    at 150 BPM, too coarse on its own for a 2% tolerance.
-    """
-    env = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop)
-    coarse = float(librosa.feature.tempo(onset_envelope=env, sr=sr, hop_length=hop)[0])
-    e = env - env.mean()
-    ac = np.correlate(e, e, "full")[len(e) - 1 :]
-    lag0 = 60.0 * sr / (hop * coarse)
-    lo, hi = int(lag0 * 0.94), int(np.ceil(lag0 * 1.06)) + 1
-    k = lo + int(np.argmax(ac[lo:hi]))
-    left, mid, right = ac[k - 1], ac[k], ac[k + 1]
-    shift = 0.5 * (left - right) / (left - 2 * mid + right)
-    return 60.0 * sr / (hop * (k + shift))
-
-
-def measure_key(y: np.ndarray, sr: int = ANALYSIS_SR) -> tuple[int, Mode]:
-    """Krumhansl-Schmuckler: the key profile best correlated with the mean CQT chroma."""
-    chroma = librosa.feature.chroma_cqt(y=y, sr=sr).mean(axis=1)
-    scores = [
-        (float(np.corrcoef(chroma, np.roll(profile, pc))[0, 1]), pc, mode)
-        for pc in range(12)
-        for mode, profile in (("major", KS_MAJOR), ("minor", KS_MINOR))
-    ]
-    _, pc, mode = max(scores)
-    return pc, mode  # type: ignore[return-value]
 
 
 def test_implements_protocol(backend: DraftBackend) -> None:
