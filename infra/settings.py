@@ -48,6 +48,8 @@ class Settings(BaseSettings):
 
     # Pipeline behaviour
     review_timeout_s: float = Field(default=7 * 24 * 3600.0, gt=0)
+    # Directory of `review-policy@N.toml` files (the highest N is used); None: the shipped ones.
+    review_policy_dir: Path | None = None
     # How long the local dev server keeps finished histories (and so idempotency keys).
     local_retention_days: int = Field(default=3650, gt=0)
     heartbeat_timeout_s: float = Field(default=15.0, gt=0)

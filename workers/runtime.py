@@ -47,7 +47,7 @@ def cpu_activities(
     return [
         ControlActivities(db, store).normalize_controls,
         PostprocessActivities(store, db).postprocess,
-        SimilarityActivities(store, db).check_similarity,
+        SimilarityActivities(store, db, settings.review_policy_dir).check_similarity,
         ReviewActivities(db).record_review,
         ReviewActivities(db).authorize_review,
         ReviewActivities(db).escalate_review,

@@ -9,7 +9,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.review.policy import decide
+from activities.review.policy import POLICIES_DIR, decide, load_policy
 from activities.similarity.catalog_db import CatalogDB
 from activities.similarity.checker import SimilarityChecker, profile_file
 from activities.similarity.chromaprint import (
@@ -33,9 +33,10 @@ from schemas.request import ReviewMode
 
 
 class SimilarityActivities:
-    def __init__(self, store: ObjectStore, db: Database) -> None:
+    def __init__(self, store: ObjectStore, db: Database, policy_dir: Path | None = None) -> None:
         self.store = store
         self.db = db
+        self.policy_dir = policy_dir or POLICIES_DIR  # review policies (settings.review_policy_dir)
 
     def _analyse(
         self, inp: CheckSimilarityInput, tmp: Path
@@ -79,6 +80,7 @@ class SimilarityActivities:
         recommendation = decide(
             review_mode=ReviewMode(inp.review_mode), quality=quality, risk=risk, matches=matches,
             tenant=job["tenant"] if job else None, product=job["product"] if job else None,
+            policy=load_policy(directory=self.policy_dir),
         )  # fmt: skip
         if recommendation.decision == "needs_review":
             await self.db.set_stage(
