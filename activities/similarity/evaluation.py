@@ -214,5 +214,7 @@ async def evaluate(
             result = await checker.check(fingerprint_file(query).items, profile_file(query))
             report.clean_tracks += 1
             report.false_positives += result.risk != "clear"
+            if result.risk != "clear" and progress:
+                progress(f"false positive on clean track {i}: {'; '.join(result.reasons)}")
             report.clean_scores.append(max((m.score for m in result.matches), default=0))
     return report
