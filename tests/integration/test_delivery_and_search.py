@@ -49,7 +49,9 @@ async def test_broadcast_profile_in_every_format(
     assert abs(integrated_lufs(samples, rate) + 23.0) <= 0.5
     assert true_peak_dbtp(samples) <= -1.0
     for kind in ("published_flac", "published_opus", "published_mp3", "published_wav16"):
-        path = store.download(result.artifacts[kind], tmp_path / kind)
+        # With its real name: a C2PA-signed FLAC starts with the ID3v2 tag that holds the
+        # manifest, so tag readers need the extension to know it is FLAC.
+        path = store.download(result.artifacts[kind], tmp_path / Path(result.artifacts[kind]).name)
         tags = read_tags(path)
         assert tags["tunesmith_job_id"] == handle.job_id and tags["title"] == "news bed"
     png = store.get_bytes(result.artifacts["published_overview"])
