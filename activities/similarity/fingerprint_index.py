@@ -27,13 +27,14 @@ RUN_BER = 0.25
 # The shortest run reported (3.8 s). Measured: 5-6.5 s excerpts through MP3/gain/noise gave runs
 # of ≥ 4.1 s; unrelated draft tracks share intros and cadences that verify for up to 3.7 s.
 MIN_RUN_ITEMS = 31
-# Generated tracks open alike (a lone chord or pad, a count-in), so the first seconds of two
-# unrelated drafts verified for 3.8-4.5 s at BER 0.08-0.15 (6 of 200 clean tracks over two eval
-# seeds, all starting within 0.7 s of both files' starts). A run that starts inside the opening
-# `INTRO_ITEMS` of both files must be `MIN_INTRO_RUN_ITEMS` long (6 s) to count as a copy; an
-# excerpt copied anywhere else keeps the 3.8 s minimum.
-INTRO_ITEMS = 16  # 2.0 s
-MIN_INTRO_RUN_ITEMS = 48
+# Generated tracks open and end alike (a lone chord or pad, a count-in, a final cadence), so
+# the first seconds of two unrelated drafts verified for 3.8-4.5 s at BER 0.08-0.15 (6 of 200
+# clean tracks over two eval seeds, all starting within 0.7 s of both files' starts), and one
+# ending 3.6 s before the end of both at BER 0.18. A run that starts inside the first
+# `EDGE_ITEMS` of both files, or ends inside the last `EDGE_ITEMS` of both, must be
+# `MIN_EDGE_RUN_ITEMS` long (6 s) to count as a copy; anywhere else the 3.8 s minimum holds.
+EDGE_ITEMS = 32  # 4.0 s
+MIN_EDGE_RUN_ITEMS = 48
 # How many (recording, offset) vote winners are verified item by item.
 MAX_CANDIDATES = 20
 MIN_VOTES = 6  # pooled score: 3 exact hits
@@ -123,7 +124,7 @@ def verify(
     """The best copied run when `reference[i + offset]` is aligned with `query[i]`.
 
     Tries offset ± 1 too, and returns the longest run whose mean BER is at most `max_ber`.
-    A run at the opening of both files needs `MIN_INTRO_RUN_ITEMS` (common intros).
+    A run at the opening or the end of both files needs `MIN_EDGE_RUN_ITEMS` (common intros).
     """
     query, reference = as_items(query), as_items(reference)
     best: FingerprintAlignment | None = None
@@ -135,7 +136,9 @@ def verify(
         kernel = np.ones(SMOOTH_ITEMS) / SMOOTH_ITEMS
         smooth = np.convolve(errors, kernel, mode="same")
         for start, end in _runs(smooth <= RUN_BER):
-            if end - start < min_run_items(q_lo + start, q_lo + start + off):
+            q_start, r_start = q_lo + start, q_lo + start + off
+            q_left, r_left = query.size - (q_lo + end), reference.size - (q_lo + end + off)
+            if end - start < min_run_items(q_start, r_start, q_left, r_left):
                 continue
             ber = float(errors[start:end].mean())
             if ber > max_ber or _is_static(query[q_lo + start : q_lo + end]):
@@ -145,11 +148,13 @@ def verify(
     return best
 
 
-def min_run_items(query_start: int, reference_start: int) -> int:
-    """Shortest verified run that counts as a copy when it starts at these item positions."""
-    if query_start < INTRO_ITEMS and reference_start < INTRO_ITEMS:
-        return MIN_INTRO_RUN_ITEMS
-    return MIN_RUN_ITEMS
+def min_run_items(
+    query_start: int, reference_start: int, query_left: int, reference_left: int
+) -> int:
+    """Shortest run that counts as a copy, given its start and the items after it in each file."""
+    opening = query_start < EDGE_ITEMS and reference_start < EDGE_ITEMS
+    ending = query_left < EDGE_ITEMS and reference_left < EDGE_ITEMS
+    return MIN_EDGE_RUN_ITEMS if opening or ending else MIN_RUN_ITEMS
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

@@ -75,3 +75,16 @@ def test_shared_opening_needs_a_longer_run() -> None:
     # A long copy of the opening still counts.
     query[0:60] = _flip_bits(rng, reference[0:60], 0.03)
     assert fi.verify(query, reference, 0, max_ber=0.15) is not None
+
+
+def test_shared_ending_needs_a_longer_run() -> None:
+    # Endings are formulaic too: 4.5 s matching 2 s before the end of both files is not a copy.
+    rng = np.random.default_rng(5)
+    reference = _random_items(rng, 360)
+    query = _random_items(rng, 240)
+    query[188:224] = _flip_bits(rng, reference[308:344], 0.03)
+    assert fi.verify(query, reference, 120, max_ber=0.15) is None
+    # The same stretch in the middle of the query, from the end of the recording, is a copy.
+    query[188:224] = _random_items(rng, 36)
+    query[100:136] = _flip_bits(rng, reference[308:344], 0.03)
+    assert fi.verify(query, reference, 208, max_ber=0.15) is not None

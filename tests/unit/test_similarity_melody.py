@@ -60,7 +60,7 @@ def test_transposed_and_faster_copy_matches(reference: melody.MelodyProfile) -> 
     assert match.score >= risk.MELODY_REVIEW_SCORE
     assert match.score > unrelated.score + 0.1
     assert match.semitones == 1
-    assert match.tempo_factor == pytest.approx(1.05, abs=0.03)
+    assert match.tempo_factor in (1.04, 1.08)  # the tried ratios either side of 116/110
     # The copy starts at note 16 of the reference; any window inside it lines up with that.
     expected = 16 * 60 / 110 + match.query_offset_s * 116 / 110
     assert match.reference_offset_s == pytest.approx(expected, abs=0.5)
