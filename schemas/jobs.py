@@ -209,7 +209,7 @@ class SimilarityMatch(BaseModel):
     risk: RiskLevel = "review"
     bit_error_rate: float | None = None  # fingerprint matches: 0 = identical, ~0.4 = unrelated
     semitones: int | None = None  # melody matches: transposition of the checked audio
-    tempo_factor: float | None = None  # melody matches: beat-rate factor tried (1, 0.5, 2)
+    tempo_factor: float | None = None  # melody: query tempo ÷ recording tempo (0.92-1.08)
 
 
 class CheckSimilarityOutput(BaseModel):

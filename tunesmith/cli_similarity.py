@@ -104,7 +104,7 @@ def catalog_list(
     if json_out:
         console.print_json(json.dumps([jsonable(r) for r in rows]))
         return
-    table = Table("recording", "title", "owner", "licence", "duration", "beats", "file")
+    table = Table("recording", "title", "owner", "licence", "duration", "melody frames", "file")
     for r in rows:
         table.add_row(r["recording_id"], r["title"] or "", r["owner"] or "", r["licence"] or "",
                       f"{r['duration_s']:.1f} s", str(r["melody_beats"]),
