@@ -149,6 +149,22 @@ MOODS: dict[str, tuple[float, Mode]] = {
 
 STRUCTURE_SECTIONS = ("intro", "verse", "chorus", "bridge", "breakdown", "drop", "outro")
 
+
+def normalize_structure(sections: list[str]) -> list[str]:
+    """Section hints folded to lower case, in order.
+
+    Raises:
+        ValueError: a section is not one of `STRUCTURE_SECTIONS`.
+    """
+    folded = [s.strip().lower() for s in sections]
+    unknown = [s for s in folded if s not in STRUCTURE_SECTIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown structure section(s) {unknown}; known: {', '.join(STRUCTURE_SECTIONS)}"
+        )
+    return folded
+
+
 _METER_RE = re.compile(r"^\s*(\d{1,2})\s*/\s*(\d{1,2})\s*$")
 METER_DENOMINATORS = (2, 4, 8, 16)
 

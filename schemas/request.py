@@ -11,7 +11,13 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from schemas.errors import InvalidRequestError
-from schemas.music import MOODS, STRUCTURE_SECTIONS, expand_instruments, parse_key, parse_meter
+from schemas.music import (
+    MOODS,
+    expand_instruments,
+    normalize_structure,
+    parse_key,
+    parse_meter,
+)
 
 MIN_TEMPO_BPM = 30.0
 MAX_TEMPO_BPM = 300.0
@@ -180,13 +186,7 @@ class GenerationRequest(BaseModel):
     def _known_sections(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return None
-        sections = [s.strip().lower() for s in v]
-        unknown = [s for s in sections if s not in STRUCTURE_SECTIONS]
-        if unknown:
-            raise ValueError(
-                f"unknown structure section(s) {unknown}; known: {', '.join(STRUCTURE_SECTIONS)}"
-            )
-        return sections
+        return normalize_structure(v)
 
     @field_validator("layers")
     @classmethod

@@ -44,7 +44,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from schemas.errors import InvalidRequestError
-from schemas.music import MOODS, STRUCTURE_SECTIONS, expand_instruments, parse_key, parse_meter
+from schemas.music import MOODS, expand_instruments, normalize_structure, parse_key, parse_meter
 from schemas.request import MAX_TEMPO_BPM, MIN_TEMPO_BPM, TIER_MAX_DURATION_S, Product
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
@@ -119,13 +119,7 @@ class TemplateDefaults(BaseModel):
     def _structure(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return v
-        sections = [s.strip().lower() for s in v]
-        unknown = [s for s in sections if s not in STRUCTURE_SECTIONS]
-        if unknown:
-            raise ValueError(
-                f"unknown structure section(s) {unknown}; known: {', '.join(STRUCTURE_SECTIONS)}"
-            )
-        return sections
+        return normalize_structure(v)
 
     @field_validator("mood")
     @classmethod
