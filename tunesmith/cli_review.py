@@ -289,37 +289,8 @@ def review_show(job_id: str) -> None:
 
 
 # --- decisions ------------------------------------------------------------------------------
-async def _audit_client_refusal(
-    job_id: str, reviewer: str, decision: str, reason: str, since: datetime
-) -> None:
-    """Audit a refusal the workflow could not (job finished, or refused before authorization)."""
-
-    async def main(db: Database) -> None:
-        already = await db.pool.fetchval(
-            "SELECT 1 FROM review_audit WHERE job_id = $1 AND reviewer = $2 AND NOT accepted"
-            " AND at >= $3",
-            job_id,
-            reviewer,
-            since,
-        )
-        if not already:
-            await review_db.audit(
-                db,
-                job_id,
-                reviewer=reviewer,
-                action="client",
-                decision=decision,
-                accepted=False,
-                reason=reason,
-            )
-
-    await _with_db(main)
-
-
 def _decide(
     job_id: str,
-    reviewer: str,
-    decision: str,
     call: Callable[[JobHandle], Awaitable[JobStatus]],
     *,
     wait: bool,
@@ -329,14 +300,10 @@ def _decide(
 
     async def main() -> None:
         settings = get_settings()
-        since = await _with_db(lambda db: db.pool.fetchval("SELECT now()"))
         client = await Client.connect(settings)
         handle = client.get_handle(job_id)
-        try:
-            status = await call(handle)
-        except (ReviewNotAllowedError, JobNotFoundError) as exc:
-            await _audit_client_refusal(job_id, reviewer, decision, str(exc), since)
-            raise
+        # A refusal raises ReviewNotAllowedError/JobNotFoundError, audited by the SDK.
+        status = await call(handle)
         if status.stage is Stage.AWAITING_REVIEW:
             console.print(
                 f"job {job_id}: {len(status.approvals)} of "
@@ -365,9 +332,7 @@ def review_approve(
     wait: Annotated[bool, typer.Option(help="Wait until it is published")] = True,
 ) -> None:
     """Approve a job awaiting review: it is published (once the policy's approvals are in)."""
-    _decide(
-        job_id, reviewer, "approve", lambda h: h.approve(reviewer=reviewer, note=note), wait=wait
-    )
+    _decide(job_id, lambda h: h.approve(reviewer=reviewer, note=note), wait=wait)
 
 
 @review_app.command("reject")
@@ -377,9 +342,7 @@ def review_reject(
     reason: Annotated[str, typer.Option(help="Why it is rejected")],
 ) -> None:
     """Reject a job awaiting review: nothing is published or charged."""
-    _decide(
-        job_id, reviewer, "reject", lambda h: h.reject(reviewer=reviewer, reason=reason), wait=False
-    )
+    _decide(job_id, lambda h: h.reject(reviewer=reviewer, reason=reason), wait=False)
 
 
 # --- annotations, revisions, metrics --------------------------------------------------------

@@ -33,6 +33,8 @@ from activities.controls.inputs import (
     upload_local_inputs,
 )
 from activities.controls.normalize import ControlInputs, normalize_request
+from infra import review_db
+from infra.db import Database
 from infra.settings import Settings, get_settings
 from infra.store import ObjectStore
 from infra.temporal import connect_temporal
@@ -151,6 +153,26 @@ class JobHandle:
         return await self._review(ReviewDecision(decision="reject", reviewer=reviewer, note=reason))
 
     async def _review(self, decision: ReviewDecision) -> JobStatus:
+        """Submit the decision; a refusal is written to the review audit log unless the
+        workflow already audited it, so every decision is audited whichever client sent it.
+
+        A refusal by the update validator (job finished or not awaiting review) or for an
+        unknown job never reaches the workflow's `authorize_review` activity, which audits the
+        refusals it makes itself.
+        """
+        db = await Database.open(self._client.settings, max_size=1)
+        try:
+            # Audit rows the workflow writes for this decision come after this id.
+            mark = await db.pool.fetchval("SELECT coalesce(max(id), 0) FROM review_audit")
+            try:
+                return await self._submit_review(decision)
+            except (ReviewNotAllowedError, JobNotFoundError) as exc:
+                await _audit_refusal(db, self.job_id, decision, str(exc), after_id=mark)
+                raise
+        finally:
+            await db.close()
+
+    async def _submit_review(self, decision: ReviewDecision) -> JobStatus:
         try:
             return await self._handle.execute_update(
                 names.SUBMIT_REVIEW_UPDATE, decision, result_type=JobStatus
@@ -166,6 +188,23 @@ class JobHandle:
             raise ReviewNotAllowedError(
                 f"job {self.job_id} is not awaiting review (stage: {status.stage.value})"
             ) from None
+
+
+async def _audit_refusal(
+    db: Database, job_id: str, decision: ReviewDecision, reason: str, *, after_id: int
+) -> None:
+    """Audit a refused decision (action `client`) unless the workflow's `authorize_review`
+    activity already wrote the refusal (a row after `after_id`)."""
+    audited = await db.pool.fetchval(
+        "SELECT 1 FROM review_audit WHERE id > $1 AND job_id = $2 AND reviewer = $3"
+        " AND decision = $4 AND NOT accepted",
+        after_id, job_id, decision.reviewer, decision.decision,
+    )  # fmt: skip
+    if not audited:
+        await review_db.audit(
+            db, job_id, reviewer=decision.reviewer, action="client",
+            decision=decision.decision, accepted=False, reason=reason,
+        )  # fmt: skip
 
 
 class Client:

@@ -12,7 +12,7 @@ from infra import review_db
 from infra.db import Database
 from infra.stack import LocalStack
 from schemas import names
-from schemas.errors import ReviewNotAllowedError
+from schemas.errors import JobNotFoundError, ReviewNotAllowedError
 from schemas.jobs import ReviewDecision, Stage
 from tests.integration.helpers import run_cli, short_request, wait_for_stage
 from tunesmith import Client
@@ -37,6 +37,10 @@ async def test_only_authorized_reviewers_decide_and_everything_is_audited(
 ) -> None:
     handle = await client.submit(short_request(review="required", seed=31, tenant="acme",
                                                duration_s=6.0))  # fmt: skip
+    # Refused by the update validator (still generating): the workflow never sees it, the SDK
+    # audits it (action "client").
+    with pytest.raises(ReviewNotAllowedError, match="not awaiting review"):
+        await handle.approve(reviewer="alice", note="too early")
     await wait_for_stage(handle, Stage.AWAITING_REVIEW)
     refusals = {"mallory": "unknown reviewer", "dave": "may not review tenant 'acme'",
                 "carol": "inactive"}  # fmt: skip
@@ -67,14 +71,29 @@ async def test_only_authorized_reviewers_decide_and_everything_is_audited(
     audit = await review_db.audit_log(db, handle.job_id)
     rows = [(a["action"], a["reviewer"], a["decision"], a["accepted"]) for a in audit]
     assert rows == [
+        ("client", "alice", "approve", False),
         ("update", "mallory", "approve", False),
         ("update", "dave", "approve", False),
         ("update", "carol", "approve", False),
         ("signal", "mallory", "reject", False),
         ("update", "alice", "approve", True),
         ("outcome", "alice", "approved", True),
+        ("client", "bob", "reject", False),  # the job had finished: audited by the SDK
     ]
-    assert "unknown reviewer" in audit[0]["reason"]
+    assert "not awaiting review" in audit[0]["reason"]
+    assert "unknown reviewer" in audit[1]["reason"]
+    assert "not awaiting review (stage: published)" in audit[-1]["reason"]
+
+
+async def test_sdk_decision_on_an_unknown_job_is_audited(client: Client, db: Database) -> None:
+    job_id = "job-sdk-audit-unknown"
+    with pytest.raises(JobNotFoundError):
+        await client.get_handle(job_id).reject(reviewer="alice", reason="no such job")
+    audit = await review_db.audit_log(db, job_id)
+    assert [(a["action"], a["reviewer"], a["decision"], a["accepted"]) for a in audit] == [
+        ("client", "alice", "reject", False)
+    ]
+    await db.pool.execute("DELETE FROM review_audit WHERE job_id = $1", job_id)
 
 
 def test_review_cli_annotate_stats_open_revise(stack: LocalStack) -> None:
