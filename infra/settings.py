@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -67,6 +68,9 @@ class Settings(BaseSettings):
     c2pa_private_key: Path | None = None
     c2pa_tsa_url: str | None = None  # a timestamp authority, so signatures outlive the cert
     soundfont_path: Path | None = None
+    # A local CLAP checkpoint (transformers ClapModel + feature extractor) for the features'
+    # embedding; None: the weight-free dsp-v1 embedding. Set but unloadable: the worker fails.
+    clap_model_dir: Path | None = None
     draft_price_cents_per_minute: int = 10
     # Signs webhook bodies (X-Tunesmith-Signature: sha256=HMAC(secret, body)) when set.
     webhook_secret: str | None = None
@@ -74,6 +78,14 @@ class Settings(BaseSettings):
 
     # Workers
     worker_max_concurrent_activities: int = 4
+    # Worker Versioning: the CPU (workflow) workers join the Temporal Worker Deployment
+    # `deployment_name` as version `build_id` (None: derived from the workflow code, see
+    # workers/versioning.py). rollout "auto": a starting worker makes its version current
+    # (local stack, single host); "manual": operators ramp and promote with `tunesmith rollout`.
+    worker_versioning: bool = True
+    deployment_name: str = Field(default="tunesmith", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    build_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.+-]{1,100}$")
+    rollout: Literal["auto", "manual"] = "auto"
 
     @property
     def resolved_home(self) -> Path:

@@ -407,6 +407,7 @@ from tunesmith.cli_provenance import (  # noqa: E402
     watermark_app,
 )
 from tunesmith.cli_review import review_app, reviewers_app  # noqa: E402
+from tunesmith.cli_rollout import rollout_app  # noqa: E402
 from tunesmith.cli_similarity import catalog_app, eval_app, similarity_app  # noqa: E402
 from tunesmith.cli_takedown import takedown_app  # noqa: E402
 
@@ -424,6 +425,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(similarity_app, name="similarity")
 app.add_typer(eval_app, name="eval")
 app.add_typer(review_app, name="review")
+app.add_typer(rollout_app, name="rollout")
 app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(takedown_app, name="takedown")
 

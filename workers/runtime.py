@@ -30,6 +30,7 @@ from infra.settings import Settings
 from infra.store import ObjectStore
 from infra.temporal import connect_temporal
 from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE, gpu_task_queue
+from workers import versioning
 from workflows.deliver_webhooks import DeliverJobEvents
 from workflows.generate_track import GenerateTrack
 from workflows.takedown import Takedown
@@ -70,7 +71,8 @@ def build_workers(
 ) -> list[Worker]:  # fmt: skip
     """The workers of one process of `kind`.
 
-    "cpu": workflows + CPU activities on one queue. "gpu": `generate_audio` on one queue per
+    "cpu": workflows + CPU activities on one queue, as a version of the Worker Deployment
+    (workers/versioning.py). "gpu": `generate_audio` on one queue per
     served model (plus the pre-per-model queue for the draft model, for in-flight jobs), all
     sharing one concurrency limit (`gpu_max_concurrent`) and the warm registry.
     """
@@ -82,6 +84,7 @@ def build_workers(
                 workflows=[GenerateTrack, DeliverJobEvents, Takedown],
                 activities=cpu_activities(db, store, settings),
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
+                deployment_config=versioning.deployment_config(settings),
                 # On SIGTERM, running steps get this long to finish before they are cancelled.
                 graceful_shutdown_timeout=timedelta(seconds=10),
             )
@@ -140,6 +143,12 @@ async def run_worker(kind: str, settings: Settings, ready_file: Path | None = No
                 await running.enter_async_context(worker)
             queues = ", ".join(w.task_queue for w in workers)
             served = f" serving models {registry.served_models}" if registry else ""
+            if kind == "cpu" and settings.worker_versioning:
+                build = versioning.build_id(settings)
+                served = f" as {settings.deployment_name}:{build}"
+                if settings.rollout == "auto":
+                    await versioning.promote_when_polling(client, settings, build)
+                    served += " (current)"
             log.info("worker %s polling %s%s", kind, queues, served)
             if ready_file is not None:
                 ready_file.parent.mkdir(parents=True, exist_ok=True)
