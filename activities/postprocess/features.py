@@ -3,6 +3,8 @@
 Loudness range follows EBU Tech 3342 (3 s short-term windows, K-weighted, gated at -70 LUFS and
 -20 LU relative, 10th-95th percentile). Tempo and key are estimated from the audio itself (librosa
 beat tracking; Krumhansl-Schmuckler profiles on the mean chroma), not copied from the request.
+The embedding comes from the process's extractor (`embedding.embedding_extractor`: dsp-v1, or
+CLAP when `TUNESMITH_CLAP_MODEL_DIR` is set) and is stored with that extractor's model id.
 """
 
 from __future__ import annotations
@@ -10,13 +12,19 @@ from __future__ import annotations
 import numpy as np
 import pyloudnorm
 
+from activities.postprocess.embedding import (
+    DSP_SAMPLE_RATE,
+    DspEmbedding,
+    EmbeddingExtractor,
+    embedding_extractor,
+)
 from schemas.jobs import AudioFeatures
 from schemas.music import key_name
 
 # Krumhansl-Kessler key profiles (major, minor), tonic first.
 _MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
-ANALYSIS_RATE = 22050
+ANALYSIS_RATE = DSP_SAMPLE_RATE
 
 
 def loudness_range_lu(samples: np.ndarray, sample_rate: int) -> float:
@@ -52,18 +60,26 @@ def estimate_key(chroma_mean: np.ndarray) -> tuple[str, float]:
 
 
 def extract_features(
-    samples: np.ndarray, sample_rate: int, *, instruments: list[str]
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    instruments: list[str],
+    extractor: EmbeddingExtractor | None = None,
 ) -> AudioFeatures:
-    """Measure a master: loudness range, tempo, key, spectral summary, DSP embedding.
+    """Measure a master: loudness range, tempo, key, spectral summary, embedding.
 
     Args:
         instruments: instrumentation tags; for generated audio these are the requested
             instruments (the draft backend plays exactly those).
+        extractor: the embedding; None: `embedding_extractor()` (from the settings, cached).
+
+    Raises:
+        EmbeddingExtractorError: CLAP is configured but cannot be loaded.
     """
     import librosa
 
-    from activities.postprocess.embedding import dsp_embedding
-
+    if extractor is None:
+        extractor = embedding_extractor()
     mono = librosa.resample(samples.mean(axis=1).astype(np.float32), orig_sr=sample_rate,
                             target_sr=ANALYSIS_RATE, res_type="soxr_hq")  # fmt: skip
     onset_env = librosa.onset.onset_strength(y=mono, sr=ANALYSIS_RATE)
@@ -75,6 +91,10 @@ def extract_features(
     centroid = librosa.feature.spectral_centroid(y=mono, sr=ANALYSIS_RATE)
     rolloff = librosa.feature.spectral_rolloff(y=mono, sr=ANALYSIS_RATE)
     flatness = librosa.feature.spectral_flatness(y=mono)
+    if isinstance(extractor, DspEmbedding):  # reuses the chroma above (its slowest input)
+        embedding = extractor.embed(mono, ANALYSIS_RATE, chroma=chroma)
+    else:  # from the master's own rate: a learned model may hear above 11 kHz
+        embedding = extractor.embed(samples.mean(axis=1), sample_rate)
     return AudioFeatures(
         loudness_range_lu=round(loudness_range_lu(samples, sample_rate), 2),
         tempo_bpm=round(tempo, 2),
@@ -86,6 +106,6 @@ def extract_features(
             "flatness": round(float(flatness.mean()), 5),
         },
         instruments=instruments,
-        embedding=dsp_embedding(mono, ANALYSIS_RATE, chroma=chroma),
-        embedding_model="dsp-v1",
+        embedding=embedding,
+        embedding_model=extractor.model_id,
     )
