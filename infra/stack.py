@@ -338,6 +338,14 @@ class LocalStack:
         def worker_ready(kind: str) -> Callable[[], bool]:
             return (self.run_dir / f"worker-{kind}.ready").exists
 
+        def polling(kind: str) -> str:
+            # The worker writes what it polls (queues, and its build for the CPU one) there.
+            ready = self.run_dir / f"worker-{kind}.ready"
+            try:
+                return f"polling {ready.read_text().strip()}"
+            except OSError:
+                return f"polling tunesmith-{kind}"
+
         checks: dict[str, tuple[bool, Callable[[], bool], str]] = {
             "temporal": (
                 s.embedded_temporal,
@@ -346,8 +354,8 @@ class LocalStack:
             ),
             "postgres": (s.embedded_database, pg_ready, s.dsn),
             "s3": (s.embedded_s3, lambda: port_open(s.s3_port), s.s3_target),
-            "worker-cpu": (True, worker_ready("cpu"), "polling tunesmith-cpu"),
-            "worker-gpu": (True, worker_ready("gpu"), "polling tunesmith-gpu"),
+            "worker-cpu": (True, worker_ready("cpu"), polling("cpu")),
+            "worker-gpu": (True, worker_ready("gpu"), polling("gpu")),
         }
         out = []
         for name, (embedded, healthy, detail) in checks.items():

@@ -152,7 +152,7 @@ async def run_worker(kind: str, settings: Settings, ready_file: Path | None = No
             log.info("worker %s polling %s%s", kind, queues, served)
             if ready_file is not None:
                 ready_file.parent.mkdir(parents=True, exist_ok=True)
-                ready_file.write_text(queues)
+                ready_file.write_text(queues + served)
             await stop.wait()
             log.info("worker %s shutting down", kind)
         if ready_file is not None:

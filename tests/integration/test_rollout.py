@@ -78,6 +78,8 @@ async def test_new_build_takes_over_a_running_job_after_promotion(
     assert ramped.returncode == 0, ramped.stderr
     state = await versioning.describe(client.temporal, settings)
     assert (state.ramping, state.ramp_percent) == (NEW_BUILD, 25.0)
+    assert run_cli(stack, "rollout", "unramp").returncode == 0
+    assert (await versioning.describe(client.temporal, settings)).ramping is None
 
     promoted = run_cli(stack, "rollout", "promote", NEW_BUILD)
     assert promoted.returncode == 0, promoted.stderr
