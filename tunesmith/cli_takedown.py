@@ -149,8 +149,16 @@ def show(job_id: str, json_out: Annotated[bool, typer.Option("--json")] = False)
     table = Table("at", "actor", "action", "detail")
     for e in events:
         table.add_row(e["at"].strftime("%Y-%m-%d %H:%M:%S"), e["actor"], e["action"],
-                      json.dumps(e["detail"])[:120])  # fmt: skip
+                      _event_summary(e))  # fmt: skip
     console.print(table)
+
+
+def _event_summary(event: dict[str, Any]) -> str:
+    """One line of an audit event's detail; a catalog entry per part reads `bass: added`."""
+    detail = event["detail"]
+    if event["action"] == "cataloged":
+        return ", ".join(f"{r['part']}: {r['status']}" for r in detail.get("recordings", []))
+    return json.dumps(detail)[:120]
 
 
 @takedown_app.command("dispute")

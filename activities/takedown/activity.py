@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,9 @@ from schemas.takedown import (
 )
 
 
-def catalog_title(claimant: str) -> str:
-    """The catalog title of content removed on `claimant`'s claim."""
-    return f"takedown: {claimant}"
+def catalog_title(claimant: str, part: str | None = None) -> str:
+    """The catalog title of content removed on `claimant`'s claim (`part`: a stem or layer)."""
+    return f"takedown: {claimant}" + (f" ({part})" if part else "")
 
 
 class TakedownActivities:
@@ -120,11 +121,14 @@ class TakedownActivities:
 
     @activity.defn(name="takedown_remove")
     async def remove(self, inp: ApplyOutcomeInput) -> ApplyOutcomeOutput:
-        """Add the main audio to the similarity catalog (owner: the claimant), then delete the
-        job's objects from both buckets for good.
+        """Add every published audio part (the main audio, each stem or layer) to the
+        similarity catalog (owner: the claimant), then delete the job's objects from both
+        buckets for good.
 
         The catalog comes first: once deleted, the audio cannot be fingerprinted any more. A
-        retry after deletion finds the recording id already stored on the takedown row.
+        retry after deletion finds the recording id already stored on the takedown row; a retry
+        before it ingests again, which the catalog (keyed by each file's sha256) turns into
+        duplicates of the first attempt's recordings.
         """
         row = await self.tdb.get(inp.takedown_id)
         recording_id = row["recording_id"] if row else None
@@ -132,7 +136,7 @@ class TakedownActivities:
         buckets = [inp.quarantine_bucket, self._published]
         catalog_error = None
         if recording_id is None:
-            recording_id, catalog_error = await self._catalog(inp, buckets, prefix)
+            recording_id, catalog_error = await self._catalog(inp, buckets)
             if recording_id is not None:
                 # Stored before deleting, so a retry does not look for the deleted audio.
                 await self.tdb.set_recording(inp.takedown_id, recording_id)
@@ -149,27 +153,57 @@ class TakedownActivities:
         )
 
     async def _catalog(
-        self, inp: ApplyOutcomeInput, buckets: list[str], prefix: str
+        self, inp: ApplyOutcomeInput, buckets: list[str]
     ) -> tuple[str | None, str | None]:
-        """Ingest the job's main audio into the catalog: (recording id, None), or (None, why)
-        when it cannot be (the removal still goes on; the workflow audits why)."""
+        """Ingest every published audio part into the catalog and audit the result
+        (`cataloged`, one row per takedown).
+
+        Returns the main audio's recording id (else the first part's) and why any part could
+        not be added, or None: the removal goes on either way (the workflow audits the error).
+        """
+        parts = objects.audio_parts(await self.db.artifacts(inp.job_id))
+        if not parts:  # no artifacts rows (a job published before they existed): the listing
+            for bucket in buckets:
+                keys = await asyncio.to_thread(self.store.list_keys, bucket,
+                                               objects.job_prefix(inp.job_id))  # fmt: skip
+                key = objects.main_audio_key(keys, inp.job_id)
+                if key is not None:
+                    parts = [(None, key)]
+                    break
+        results = [await self._ingest_part(inp, buckets, part, key) for part, key in parts]
+        await self.tdb.audit(
+            event_key=f"{inp.takedown_id}:catalog", takedown_id=inp.takedown_id,
+            job_id=inp.job_id, actor="system", action="cataloged", at=datetime.now(UTC),
+            detail={"recordings": results},
+        )  # fmt: skip
+        added = [r["recording_id"] for r in results if r["status"] in ("added", "duplicate")]
+        errors = [f"{r['key']}: {r['detail']}" for r in results
+                  if r["status"] not in ("added", "duplicate")]  # fmt: skip
+        if not parts:
+            activity.logger.warning("takedown %s: no audio left to catalog", inp.takedown_id)
+            errors = ["no audio left to add to the catalog"]
+        return (added[0] if added else None), ("; ".join(errors) or None)
+
+    async def _ingest_part(
+        self, inp: ApplyOutcomeInput, buckets: list[str], part: str | None, key: str
+    ) -> dict[str, Any]:
+        """Ingest one part's file from whichever bucket holds it; a JSON-ready result."""
+        result: dict[str, Any] = {"part": part or "main", "key": key, "recording_id": None}
         for bucket in buckets:
-            keys = await asyncio.to_thread(self.store.list_keys, bucket, prefix)
-            key = objects.main_audio_key(keys, inp.job_id)
-            if key is None:
+            uri = f"s3://{bucket}/{key}"
+            if not await asyncio.to_thread(self.store.exists, uri):
                 continue
             with tempfile.TemporaryDirectory(prefix="tunesmith-takedown-") as tmp:
                 path = Path(tmp) / Path(key).name
-                await asyncio.to_thread(self.store.download, f"s3://{bucket}/{key}", path)
-                meta = RecordingMetadata(title=catalog_title(inp.claimant), owner=inp.claimant,
+                await asyncio.to_thread(self.store.download, uri, path)
+                meta = RecordingMetadata(title=catalog_title(inp.claimant, part),
+                                         owner=inp.claimant,
                                          licence=f"takedown {inp.takedown_id}")  # fmt: skip
-                [result] = await ingest(CatalogDB(self.db.pool), [path], meta, concurrency=1)
-            if result.status == "error":
-                # Deterministic (unreadable, too short): retrying cannot fix it.
-                return None, f"{key}: {result.detail}"
-            return result.recording_id, None
-        activity.logger.warning("takedown %s: no audio left to catalog", inp.takedown_id)
-        return None, "no audio left to add to the catalog"
+                [ingested] = await ingest(CatalogDB(self.db.pool), [path], meta, concurrency=1)
+            # An error is deterministic (unreadable, too short): retrying cannot fix it.
+            return result | {"recording_id": ingested.recording_id, "status": ingested.status,
+                             "detail": ingested.detail}  # fmt: skip
+        return result | {"status": "missing", "detail": "in neither bucket"}
 
 
 def _not_allowed(message: str) -> ApplicationError:

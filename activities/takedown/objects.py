@@ -14,6 +14,8 @@ from infra.store import ObjectStore
 
 # The main audio a removal adds to the catalog, in order of preference (lossless first).
 _MAIN_AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".opus")
+# Delivery formats (artifact kind suffixes) in the same order; "wav"/"mp3": older jobs.
+_FORMAT_PREFERENCE = ("wav24", "wav", "wav16", "flac", "mp3", "opus")
 
 
 def ensure_bucket(store: ObjectStore, bucket: str) -> None:
@@ -66,3 +68,32 @@ def main_audio_key(keys: list[str], job_id: str) -> str | None:
             if key.endswith(suffix) and not key.endswith("preview.mp3"):
                 return key
     return None
+
+
+def audio_parts(artifacts: list[dict[str, object]]) -> list[tuple[str | None, str]]:
+    """(part name, key of its preferred file) of every published audio part of a job: the
+    main audio first (part None), then each stem or layer by name; lossless files preferred.
+
+    `artifacts` are the job's artifacts rows: `published_<format>` is the main audio,
+    `published_part_<name>_<format>` a stem or layer. The preview (an excerpt of the main
+    audio) and unknown formats are left out. Keys are relative to the bucket.
+    """
+    candidates: dict[str | None, list[tuple[int, str]]] = {}
+    for row in artifacts:
+        kind, uri = str(row["kind"]), str(row.get("uri") or "")
+        if not kind.startswith("published_") or not uri.startswith("s3://"):
+            continue
+        rest = kind.removeprefix("published_")
+        part: str | None = None
+        if rest.startswith("part_"):
+            part, _, fmt = rest.removeprefix("part_").rpartition("_")
+            if not part:
+                continue
+        else:
+            fmt = rest
+        if fmt not in _FORMAT_PREFERENCE:
+            continue
+        key = uri.removeprefix("s3://").partition("/")[2]
+        candidates.setdefault(part, []).append((_FORMAT_PREFERENCE.index(fmt), key))
+    order = sorted(candidates, key=lambda p: (p is not None, p or ""))
+    return [(part, min(candidates[part])[1]) for part in order]

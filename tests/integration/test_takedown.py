@@ -134,7 +134,9 @@ async def test_takedown_dispute_and_removal(
 
     shown = ok(takedown_cli(stack, "show", job_id, "--json"))
     actions = [e["action"] for e in shown["events"]]
-    assert actions == ["filed", "quarantined", "disputed", "decided", "removed"], actions
+    assert actions == ["filed", "quarantined", "disputed", "decided", "cataloged", "removed"], (
+        actions
+    )
     assert [e["actor"] for e in shown["events"]][-1] == "alice"
     listed = ok(takedown_cli(stack, "list", "--state", "removed", "--json"))
     assert filed["takedown_id"] in [r["takedown_id"] for r in listed]

@@ -1,11 +1,19 @@
 """Takedown pieces without the stack: claim validation, object moves, the workflow's rules
-(with stub activities on a local Temporal dev server)."""
+(with stub activities on a local Temporal dev server), and saved histories that must replay.
+
+After an intended change to the Takedown workflow (guarded with `workflow.patched`), record new
+histories of the workflow tests next to the old ones:
+
+    TUNESMITH_RECORD_TAKEDOWN_HISTORIES=tests/unit/histories/takedown/NEW \
+        .venv/bin/pytest tests/unit/test_takedown.py -k "escalates or restore"
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -13,10 +21,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 from temporalio import activity
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from activities.takedown import objects
 from schemas import names
@@ -38,6 +46,9 @@ from schemas.takedown import (
 from workflows.takedown import Takedown
 
 TEMPORAL_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "temporal"
+HISTORIES = Path(__file__).parent / "histories" / "takedown"
+SAVED = sorted(HISTORIES.rglob("*.json"))
+RECORD_TO = os.environ.get("TUNESMITH_RECORD_TAKEDOWN_HISTORIES")
 
 
 # --- claim validation --------------------------------------------------------------------------
@@ -100,16 +111,41 @@ def test_main_audio_prefers_the_lossless_master() -> None:
     assert objects.main_audio_key(["j/preview.mp3", "j/overview.png"], "j") is None
 
 
+def test_audio_parts_are_the_main_audio_and_every_stem_lossless_first() -> None:
+    def row(kind: str, name: str) -> dict[str, object]:
+        return {"kind": kind, "uri": f"s3://tunesmith-published/j/{name}"}
+
+    artifacts: list[dict[str, object]] = [
+        row("published_mp3", "j.mp3"), row("published_wav24", "j.wav"),
+        row("published_part_bass_flac", "j-bass.flac"),
+        row("published_part_bass_mp3", "j-bass.mp3"),
+        row("published_part_lead_vox_wav24", "j-lead_vox.wav"),
+        row("published_preview", "preview.mp3"), row("raw", "raw.wav"),
+        {"kind": "published_part_drums_wav24", "uri": None},
+    ]  # fmt: skip
+    assert objects.audio_parts(artifacts) == [
+        (None, "j/j.wav"),
+        ("bass", "j/j-bass.flac"),
+        ("lead_vox", "j/j-lead_vox.wav"),
+    ]
+    # Jobs published before delivery formats existed.
+    assert objects.audio_parts([row("published_wav", "j.wav"), row("published_mp3", "j.mp3")]) == [
+        (None, "j/j.wav")
+    ]
+    assert objects.audio_parts([]) == []
+
+
 # --- the workflow with stub activities (a private dev server: its own CPU queue) -----------
 class Stubs:
-    def __init__(self) -> None:
+    def __init__(self, callback_url: str | None = None) -> None:
         self.calls: list[str] = []
         self.actions: list[str] = []
+        self.callback_url = callback_url  # set: the workflow starts DeliverJobEvents children
 
     @activity.defn(name="takedown_open")
     async def open(self, inp: OpenTakedownInput) -> OpenTakedownOutput:
         self.calls.append("open")
-        return OpenTakedownOutput(owner="acme-tenant", callback_url=None)
+        return OpenTakedownOutput(owner="acme-tenant", callback_url=self.callback_url)
 
     @activity.defn(name="takedown_quarantine")
     async def quarantine(self, inp: QuarantineInput) -> QuarantineOutput:
@@ -151,6 +187,14 @@ async def start(env: WorkflowEnvironment, queue: str, **inp: Any) -> Any:
     )
 
 
+async def save_history(handle: Any, name: str) -> None:
+    """With TUNESMITH_RECORD_TAKEDOWN_HISTORIES set, write the finished run's history there."""
+    if RECORD_TO:
+        history = await handle.fetch_history()
+        Path(RECORD_TO).mkdir(parents=True, exist_ok=True)
+        (Path(RECORD_TO) / f"{name}.json").write_text(history.to_json())
+
+
 async def until(handle: Any, predicate: Any, timeout_s: float = 15.0) -> TakedownStatus:
     for _ in range(int(timeout_s / 0.1)):
         status = await handle.query("takedown_status", result_type=TakedownStatus)
@@ -162,7 +206,8 @@ async def until(handle: Any, predicate: Any, timeout_s: float = 15.0) -> Takedow
 
 async def test_no_decision_escalates_but_never_removes(env: WorkflowEnvironment) -> None:
     stubs, queue = Stubs(), names.CPU_TASK_QUEUE  # the queue the workflow pins
-    acts = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore, stubs.remove]
+    acts: list[Callable[..., Any]] = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore,
+                                      stubs.remove]  # fmt: skip
     async with Worker(env.client, task_queue=queue, workflows=[Takedown], activities=acts):
         handle = await start(env, queue, dispute_window_s=0.5, escalate_after_s=1.5)
         status = await until(handle, lambda s: s.escalated, timeout_s=20)
@@ -186,11 +231,14 @@ async def test_no_decision_escalates_but_never_removes(env: WorkflowEnvironment)
         assert done.state is TakedownState.REMOVED and done.recording_id == "rec-1"
         assert (await handle.result()).state is TakedownState.REMOVED
         assert stubs.calls.count("remove") == 1
+        await save_history(handle, "escalated_removed")
 
 
 async def test_dispute_rules_and_restore(env: WorkflowEnvironment) -> None:
-    stubs, queue = Stubs(), names.CPU_TASK_QUEUE  # the queue the workflow pins
-    acts = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore, stubs.remove]
+    # A callback URL: the run starts (abandoned) delivery children, which nothing runs here.
+    stubs, queue = Stubs("http://127.0.0.1:9/hooks"), names.CPU_TASK_QUEUE
+    acts: list[Callable[..., Any]] = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore,
+                                      stubs.remove]  # fmt: skip
     async with Worker(env.client, task_queue=queue, workflows=[Takedown], activities=acts):
         handle = await start(env, queue, dispute_window_s=600, escalate_after_s=600)
         await until(handle, lambda s: s.state is TakedownState.QUARANTINED)
@@ -210,3 +258,17 @@ async def test_dispute_rules_and_restore(env: WorkflowEnvironment) -> None:
         assert stubs.actions.count("dispute_ignored") == 1
         assert stubs.actions.count("decision_ignored") == 1
         assert stubs.actions[-2:] == ["decided", "restored"]
+        await save_history(handle, "disputed_restored")
+
+
+# --- replay: saved histories of earlier workflow versions still replay -----------------------
+@pytest.mark.parametrize("path", SAVED, ids=[f"{p.parent.name}/{p.stem}" for p in SAVED])
+async def test_saved_takedown_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=[Takedown], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, result.replay_failure
+
+
+def test_takedown_histories_cover_both_outcomes() -> None:
+    assert {p.stem for p in SAVED} >= {"escalated_removed", "disputed_restored"}
