@@ -380,9 +380,15 @@ def _worker(kind: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from activities.postprocess.embedding import EmbeddingExtractorError
+
     settings = get_settings()
     ready = settings.resolved_home / "run" / f"worker-{kind}.ready"
-    asyncio.run(run_worker(kind, settings, ready_file=ready))
+    try:
+        asyncio.run(run_worker(kind, settings, ready_file=ready))
+    except EmbeddingExtractorError as exc:
+        err.print(f"[red]error:[/red] worker {kind} cannot start: {exc}")
+        raise typer.Exit(2) from None
 
 
 @worker_app.command("cpu")

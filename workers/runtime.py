@@ -122,6 +122,13 @@ def _store_loader(store: ObjectStore) -> Callable[[str], tuple[np.ndarray, int]]
 
 async def run_worker(kind: str, settings: Settings, ready_file: Path | None = None) -> None:
     """Run one worker until SIGINT/SIGTERM, then drain and exit."""
+    if kind == "cpu":
+        # Load the features embedding first: a bad TUNESMITH_CLAP_MODEL_DIR stops the worker
+        # here (EmbeddingExtractorError) instead of failing every postprocess attempt.
+        from activities.postprocess.embedding import embedding_extractor
+
+        extractor = await asyncio.to_thread(embedding_extractor, settings)
+        log.info("features embedding: %s", extractor.model_id)
     async with AsyncExitStack() as stack:
         client = await connect_temporal(settings)
         db = await Database.open(settings)

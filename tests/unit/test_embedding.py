@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,3 +82,15 @@ def test_features_store_the_chosen_extractors_vector_and_id() -> None:
     features = extract_features(stereo, rate, instruments=["piano"], extractor=extractor)
     assert features.embedding == [1.0, 0.0, 0.0] and features.embedding_model == "fake-v1"
     assert fake.calls == [(stereo.shape[0], rate)]  # the master's own rate, mono
+
+
+def test_cpu_worker_refuses_to_start_with_an_unloadable_clap_dir(tmp_path: Path) -> None:
+    """A misconfigured checkpoint stops the worker before it connects to anything."""
+    env = {**os.environ, "TUNESMITH_CLAP_MODEL_DIR": str(tmp_path / "missing"),
+           "TUNESMITH_HOME": str(tmp_path / "home")}  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "worker", "cpu"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "worker cpu cannot start" in proc.stderr and "missing" in proc.stderr
