@@ -1,15 +1,18 @@
-"""PostgreSQL access for the catalog (tables from `infra/migrations/0002_catalog.sql`)."""
+"""PostgreSQL access for the catalog (tables from `infra/migrations/0002_catalog.sql`, melody
+window index from `0008_melody_index.sql`)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
 import numpy as np
 
+from activities.similarity import melody_index
 from activities.similarity.fingerprint_index import index_entries
+from activities.similarity.melody import MelodyError, MelodyProfile
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,11 @@ class CatalogReader(Protocol):
     async def postings(self, keys: list[int]) -> list[tuple[int, int, int]]: ...
     async def fingerprints(self, ids: list[int]) -> dict[int, np.ndarray]: ...
     async def describe(self, ids: list[int]) -> dict[int, dict[str, Any]]: ...
-    def melodies(self, batch: int = 500) -> AsyncIterator[list[tuple[int, bytes]]]: ...
+    async def nearest_melody_windows(
+        self, vectors: np.ndarray, k: int
+    ) -> list[tuple[int, int, int, float]]: ...
+    async def melodies_of(self, ids: list[int]) -> dict[int, bytes]: ...
+    def unindexed_melodies(self, batch: int = 500) -> AsyncIterator[list[tuple[int, bytes]]]: ...
 
 
 class CatalogDB:
@@ -55,16 +62,18 @@ class CatalogDB:
         Returns False (and writes nothing) when the recording is already in the catalog.
         """
         keys, positions = index_entries(np.asarray(rec.fingerprint))
+        windows = _melody_windows(rec.melody)
         async with self.pool.acquire() as conn, conn.transaction():
             rid = await conn.fetchval(
                 """
                 INSERT INTO catalog_recordings (recording_id, title, owner, licence, source_path,
-                    duration_s, fingerprint, melody, melody_beats)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                    duration_s, fingerprint, melody, melody_beats, melody_index_version)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                 ON CONFLICT (recording_id) DO NOTHING RETURNING id
                 """,
                 rec.recording_id, rec.title, rec.owner, rec.licence, rec.source_path,
                 rec.duration_s, rec.fingerprint, rec.melody, rec.melody_beats,
+                melody_index.INDEX_VERSION if rec.melody else None,
             )  # fmt: skip
             if rid is None:
                 return False
@@ -73,6 +82,7 @@ class CatalogDB:
                 columns=["item_key", "recording", "position"],
                 records=zip(keys.tolist(), [rid] * len(keys), positions.tolist(), strict=True),
             )
+            await insert_melody_windows(conn, {rid: windows})
         return True
 
     async def remove(self, recording_id: str) -> bool:
@@ -120,12 +130,28 @@ class CatalogDB:
         return {r["id"]: dict(r) for r in rows}
 
     async def melodies(self, batch: int = 500) -> AsyncIterator[list[tuple[int, bytes]]]:
-        """Every stored melody profile, in batches (the melody detector has no index yet)."""
+        """Every stored melody profile, in batches."""
+        async for rows in self._melodies_where("TRUE", batch):
+            yield rows
+
+    async def unindexed_melodies(self, batch: int = 500) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """Melody profiles not (or not at the current version) in the window index.
+
+        Checks compare these one by one, so catalogs ingested before the index still match;
+        `reindex_melodies` (`tunesmith catalog reindex`) empties this set.
+        """
+        where = f"melody_index_version IS DISTINCT FROM {melody_index.INDEX_VERSION}"
+        async for rows in self._melodies_where(where, batch):
+            yield rows
+
+    async def _melodies_where(
+        self, where: str, batch: int
+    ) -> AsyncIterator[list[tuple[int, bytes]]]:
         last = 0
         while True:
             rows = await self.pool.fetch(
-                "SELECT id, melody FROM catalog_recordings WHERE id > $1 AND melody IS NOT NULL "
-                "ORDER BY id LIMIT $2",
+                f"SELECT id, melody FROM catalog_recordings WHERE id > $1 AND melody IS NOT NULL "
+                f"AND {where} ORDER BY id LIMIT $2",
                 last,
                 batch,
             )
@@ -133,3 +159,105 @@ class CatalogDB:
                 return
             yield [(r["id"], r["melody"]) for r in rows]
             last = rows[-1]["id"]
+
+    async def melodies_of(self, ids: list[int]) -> dict[int, bytes]:
+        rows = await self.pool.fetch(
+            "SELECT id, melody FROM catalog_recordings "
+            "WHERE id = ANY($1::integer[]) AND melody IS NOT NULL",
+            ids,
+        )
+        return {r["id"]: r["melody"] for r in rows}
+
+    async def nearest_melody_windows(
+        self, vectors: np.ndarray, k: int
+    ) -> list[tuple[int, int, int, float]]:
+        """(query row, recording, window start, inner product) of each vector's `k` nearest.
+
+        One statement, an HNSW index scan per query vector.
+        """
+        if len(vectors) == 0:
+            return []
+        async with self.pool.acquire() as conn, conn.transaction():
+            # More candidates than LIMIT per scan: the graph search is approximate.
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, 4 * k)}")
+            rows = await conn.fetch(
+                """
+                SELECT q.i - 1, w.recording, w.start_frame, -w.distance
+                FROM unnest($1::text[]) WITH ORDINALITY AS q(v, i)
+                CROSS JOIN LATERAL (
+                    SELECT recording, start_frame, embedding <#> q.v::vector AS distance
+                    FROM catalog_melody_windows
+                    ORDER BY embedding <#> q.v::vector LIMIT $2
+                ) w
+                """,
+                [melody_index.to_pgvector(v) for v in vectors],
+                k,
+            )
+        return [(int(r[0]), r[1], r[2], float(r[3])) for r in rows]
+
+    async def reindex_melodies(
+        self, batch: int = 200, on_progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Index the melody windows of every recording not yet (or not currently) indexed.
+
+        Idempotent and resumable: each batch is one transaction. Returns how many recordings
+        were indexed.
+        """
+        done = 0
+        while True:
+            rows = await self.pool.fetch(
+                "SELECT id, melody FROM catalog_recordings WHERE melody IS NOT NULL "
+                "AND melody_index_version IS DISTINCT FROM $1 ORDER BY id LIMIT $2",
+                melody_index.INDEX_VERSION,
+                batch,
+            )
+            if not rows:
+                return done
+            windows = {r["id"]: _melody_windows(r["melody"]) for r in rows}
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "DELETE FROM catalog_melody_windows WHERE recording = ANY($1::integer[])",
+                    list(windows),
+                )
+                await insert_melody_windows(conn, windows)
+                await conn.execute(
+                    "UPDATE catalog_recordings SET melody_index_version = $2 "
+                    "WHERE id = ANY($1::integer[])",
+                    list(windows),
+                    melody_index.INDEX_VERSION,
+                )
+            done += len(rows)
+            if on_progress is not None:
+                on_progress(done)
+
+
+def _melody_windows(data: bytes | None) -> tuple[np.ndarray, np.ndarray]:
+    """Window starts and vectors of a stored profile; none for an absent or outdated one."""
+    try:
+        if data is not None:
+            return melody_index.reference_vectors(MelodyProfile.from_bytes(data))
+    except MelodyError:
+        pass  # older profile format: skipped by checks too until the recording is re-ingested
+    return np.zeros(0, dtype=np.int64), np.zeros((0, melody_index.DIMENSIONS), dtype=np.float32)
+
+
+async def insert_melody_windows(
+    conn: asyncpg.Connection, windows: dict[int, tuple[np.ndarray, np.ndarray]]
+) -> None:
+    """Write window rows for recordings: {id: (starts, vectors)}."""
+    recordings: list[int] = []
+    starts: list[int] = []
+    vectors: list[str] = []
+    for rid, (s, v) in windows.items():
+        recordings += [rid] * len(s)
+        starts += s.tolist()
+        vectors += [melody_index.to_pgvector(row) for row in v]
+    if recordings:
+        await conn.execute(
+            "INSERT INTO catalog_melody_windows (recording, start_frame, embedding) "
+            "SELECT r, s, v::vector "
+            "FROM unnest($1::integer[], $2::integer[], $3::text[]) AS t(r, s, v)",
+            recordings,
+            starts,
+            vectors,
+        )

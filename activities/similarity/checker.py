@@ -9,7 +9,7 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from activities.similarity import fingerprint_index, melody, risk
+from activities.similarity import fingerprint_index, melody, melody_index, risk
 from activities.similarity.catalog import IngestError, read_audio
 from activities.similarity.catalog_db import CatalogReader
 from activities.similarity.chromaprint import fingerprint_file
@@ -24,7 +24,8 @@ class SimilarityReport:
 
 
 class SimilarityChecker:
-    """Fingerprint lookups through the inverted index, then melody comparison."""
+    """Fingerprint lookups through the inverted index, then melody comparison of the
+    candidates that the melody window index returns."""
 
     def __init__(self, catalog: CatalogReader) -> None:
         self.catalog = catalog
@@ -63,9 +64,13 @@ class SimilarityChecker:
         ]
 
     async def melody_matches(self, query: melody.MelodyProfile) -> list[SimilarityMatch]:
-        """Catalog recordings whose tune the query follows (any key, tempo within ±10 %)."""
-        found: dict[int, melody.MelodyAlignment] = {}
-        async for batch in self.catalog.melodies():
+        """Catalog recordings whose tune the query follows (any key, tempo within ±10 %).
+
+        Only the `melody_index.CANDIDATES` recordings nearest to the query's windows are
+        scored, plus any recording not in the index yet (ingested before it existed).
+        """
+        found = await asyncio.to_thread(_score_batch, query, await self.melody_candidates(query))
+        async for batch in self.catalog.unindexed_melodies():
             found.update(await asyncio.to_thread(_score_batch, query, batch))
         names = await self.catalog.describe(list(found))
         return [
@@ -83,6 +88,14 @@ class SimilarityChecker:
             )
             for rec, a in found.items()
         ]
+
+    async def melody_candidates(self, query: melody.MelodyProfile) -> list[tuple[int, bytes]]:
+        """Stored profiles of the recordings whose windows are nearest to the query's."""
+        _, vectors = melody_index.query_vectors(query)
+        rows = await self.catalog.nearest_melody_windows(vectors, melody_index.NEIGHBOURS)
+        ranked = melody_index.candidates(rows)
+        profiles = await self.catalog.melodies_of(ranked)
+        return [(rec, profiles[rec]) for rec in ranked if rec in profiles]
 
     async def check(
         self, items: list[int], profile: melody.MelodyProfile | None

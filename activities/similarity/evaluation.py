@@ -3,7 +3,10 @@
 From any folder of recordings: each recording gives excerpts (5-20 s) that are transformed
 (MP3, gain, noise, pitch ±1 semitone, tempo ±5 %) and spliced into freshly generated draft
 tracks; clean generated tracks measure false positives. Checking uses the production
-`SimilarityChecker` over an in-memory catalog, so no stack is needed.
+`SimilarityChecker` (its thresholds from `risk`, its melody window index from `melody_index`)
+over an in-memory catalog, so no stack is needed: recall and false positives are the figures
+at the production thresholds. Each case also scores the melody of its source recording
+directly, so the report shows what the window index lost against a full scan.
 
 Pitch and tempo transforms use librosa.effects (the dev/eval dependency).
 """
@@ -19,26 +22,48 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from activities.similarity import fingerprint_index
+from activities.similarity import fingerprint_index, melody_index, risk
 from activities.similarity.catalog import IngestError, analyse, expand_paths, file_sha256
 from activities.similarity.checker import SimilarityChecker, profile_file
 from activities.similarity.chromaprint import fingerprint_file
+from activities.similarity.melody import MelodyError, MelodyProfile, best_alignment
 
 SAMPLE_RATE = 44100
 HOST_SECONDS = 30.0
 TRANSFORMS = ("mp3", "gain", "noise", "pitch+1", "pitch-1", "tempo+5", "tempo-5")
+THRESHOLDS = {
+    "fingerprint_block_ber": risk.FINGERPRINT_BLOCK_BER,
+    "fingerprint_review_ber": risk.FINGERPRINT_REVIEW_BER,
+    "melody_review_score": risk.MELODY_REVIEW_SCORE,
+}
 
 
 class InMemoryCatalog:
-    """The `CatalogReader` protocol over dicts: same matching code, no database."""
+    """The `CatalogReader` protocol over dicts: same matching code, no database.
+
+    Melody windows are searched exactly (pgvector's HNSW search is approximate, nearly exact
+    at this size). `add(..., indexed=False)` stands for a recording ingested before the index.
+    """
 
     def __init__(self) -> None:
         self._index: dict[int, list[tuple[int, int]]] = {}
         self._fingerprints: dict[int, np.ndarray] = {}
         self._melodies: dict[int, bytes] = {}
+        self._unindexed: set[int] = set()
         self._names: dict[int, dict[str, Any]] = {}
+        self._window_owner: list[np.ndarray] = []
+        self._window_start: list[np.ndarray] = []
+        self._window_vectors: list[np.ndarray] = []
 
-    def add(self, recording_id: str, title: str, items: list[int], melody: bytes | None) -> int:
+    def add(
+        self,
+        recording_id: str,
+        title: str,
+        items: list[int],
+        melody: bytes | None,
+        *,
+        indexed: bool = True,
+    ) -> int:
         rid = len(self._names) + 1
         fp = fingerprint_index.as_items(items)
         keys, positions = fingerprint_index.index_entries(fp)
@@ -47,8 +72,25 @@ class InMemoryCatalog:
         self._fingerprints[rid] = fp
         if melody is not None:
             self._melodies[rid] = melody
+            if indexed:
+                self.index_melody(rid)
+            else:
+                self._unindexed.add(rid)
         self._names[rid] = {"recording_id": recording_id, "title": title}
         return rid
+
+    def index_melody(self, rid: int) -> None:
+        """What `catalog reindex` does for one recording."""
+        self._unindexed.discard(rid)
+        try:
+            starts, vectors = melody_index.reference_vectors(
+                MelodyProfile.from_bytes(self._melodies[rid])
+            )
+        except MelodyError:
+            return
+        self._window_owner.append(np.full(len(starts), rid))
+        self._window_start.append(starts)
+        self._window_vectors.append(vectors)
 
     async def postings(self, keys: list[int]) -> list[tuple[int, int, int]]:
         return [(k, r, p) for k in keys for r, p in self._index.get(k, ())]
@@ -59,8 +101,21 @@ class InMemoryCatalog:
     async def describe(self, ids: list[int]) -> dict[int, dict[str, Any]]:
         return {i: self._names[i] for i in ids}
 
-    async def melodies(self, batch: int = 500) -> AsyncIterator[list[tuple[int, bytes]]]:
-        items = list(self._melodies.items())
+    async def nearest_melody_windows(
+        self, vectors: np.ndarray, k: int
+    ) -> list[tuple[int, int, int, float]]:
+        if not self._window_vectors:
+            return []
+        owner = np.concatenate(self._window_owner)
+        start = np.concatenate(self._window_start)
+        found = melody_index.nearest(vectors, np.concatenate(self._window_vectors), k)
+        return [(q, int(owner[r]), int(start[r]), sim) for q, r, sim in found]
+
+    async def melodies_of(self, ids: list[int]) -> dict[int, bytes]:
+        return {i: self._melodies[i] for i in ids if i in self._melodies}
+
+    async def unindexed_melodies(self, batch: int = 500) -> AsyncIterator[list[tuple[int, bytes]]]:
+        items = [(i, self._melodies[i]) for i in sorted(self._unindexed)]
         for start in range(0, len(items), batch):
             yield items[start : start + batch]
 
@@ -74,8 +129,13 @@ class EvalReport:
     blocked: dict[str, int] = field(default_factory=dict)  # right recording, risk block
     clean_tracks: int = 0
     false_positives: int = 0
+    # Melody alone: the source scored directly ≥ the review threshold (what a full scan of
+    # the catalog finds), and found through the window index by the production check.
+    melody_scan: dict[str, int] = field(default_factory=dict)
+    melody_found: dict[str, int] = field(default_factory=dict)
     scores: dict[str, list[float]] = field(default_factory=dict)  # best score per case
     clean_scores: list[float] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=lambda: dict(THRESHOLDS))
 
     def recall(self, transform: str) -> float:
         return self.detected.get(transform, 0) / max(1, self.cases.get(transform, 0))
@@ -165,6 +225,7 @@ async def evaluate(
     report = EvalReport()
     catalog = InMemoryCatalog()
     sources: list[tuple[str, Path]] = []
+    source_melody: dict[str, MelodyProfile | None] = {}
     for path in expand_paths([catalog_dir]):
         try:
             analysis = analyse(path)
@@ -175,6 +236,7 @@ async def evaluate(
         melody = analysis.melody.to_bytes() if analysis.melody else None
         catalog.add(rec_id, path.stem, analysis.fingerprint, melody)
         sources.append((rec_id, path))
+        source_melody[rec_id] = analysis.melody
         if progress:
             progress(f"catalog {len(sources)}: {path.name}")
     report.recordings = len(sources)
@@ -198,10 +260,19 @@ async def evaluate(
                 spliced = host.copy()
                 spliced[at : at + len(excerpt)] = excerpt[: len(host) - at]
                 sf.write(query, np.clip(spliced, -1, 1), SAMPLE_RATE, subtype="PCM_16")
-                result = await checker.check(fingerprint_file(query).items, profile_file(query))
-                hits = [m for m in result.matches if m.recording_id == rec_id]
+                profile = profile_file(query)
+                result = await checker.check(fingerprint_file(query).items, profile)
+                hits = [m for m in result.matches if m.recording_id == rec_id and m.risk != "clear"]
                 report.cases[name] = report.cases.get(name, 0) + 1
                 report.detected[name] = report.detected.get(name, 0) + bool(hits)
+                source = source_melody[rec_id]
+                direct = best_alignment(profile, source) if profile and source else None
+                scanned = direct is not None and direct.score >= risk.MELODY_REVIEW_SCORE
+                report.melody_scan[name] = report.melody_scan.get(name, 0) + scanned
+                via_index = profile is not None and any(
+                    m.recording_id == rec_id for m in await checker.melody_matches(profile)
+                )
+                report.melody_found[name] = report.melody_found.get(name, 0) + via_index
                 report.blocked[name] = report.blocked.get(name, 0) + any(
                     m.risk == "block" for m in hits
                 )

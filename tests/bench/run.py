@@ -5,7 +5,9 @@ Prints:
 2. Per-job wall time of the same pipeline steps called directly in-process vs run as a
    GenerateTrack workflow on the embedded stack, with the dev server stock and tuned, and the
    ratios between them; plus where the workflow's time goes (task wait in the history).
-3. Similarity (fingerprint) query time with 1k and 10k catalog recordings, median and p95.
+3. Similarity query time with 1k and 10k catalog recordings, median and p95: fingerprint
+   (inverted index) and melody (window index + exact scoring), side by side
+   (`python -m tests.bench.similarity` runs only this part).
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ async def _similarity_on(stack: LocalStack) -> None:
 
 
 def similarity_section() -> None:
-    print("\nsimilarity: fingerprint lookup against the catalog, 30 s queries, synthetic items:")
+    print("\nsimilarity: catalog lookups, 30 s queries, synthetic fingerprints and melodies:")
     home = Path(tempfile.mkdtemp(prefix="tunesmith-bench-"))
     stack = LocalStack(make_settings(home))
     try:
