@@ -6,7 +6,7 @@ UV := .tools/bin/uv
 VENV_BIN := .venv/bin
 PY := $(VENV_BIN)/python
 
-.PHONY: install system-deps run test test-unit test-integration test-models bench bench-models lint format up down status clean
+.PHONY: install system-deps browser-deps run test test-unit test-integration test-models bench bench-models lint format up down status clean
 
 ## Install system packages (Chromaprint's fpcalc) and the locked Python environment.
 install: system-deps .venv/.installed
@@ -16,6 +16,13 @@ system-deps:
 	  echo "installing Chromaprint (libchromaprint-tools)"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq libchromaprint-tools; }
+
+## The review page's test drives a real headless Chromium (Debian's chromium + chromedriver).
+browser-deps:
+	@command -v chromedriver >/dev/null || { \
+	  echo "installing Chromium and chromedriver (for the review page test)"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver; }
 
 $(UV):
 	python3 -m pip install --quiet --disable-pip-version-check --target .tools uv==$(UV_VERSION)
@@ -32,13 +39,13 @@ run: install
 	  --wait --out out/
 
 ## The full test suite; starts (and stops) the real services it needs.
-test: install
+test: install browser-deps
 	$(VENV_BIN)/pytest -ra
 
 test-unit: install
 	$(VENV_BIN)/pytest -ra tests/unit
 
-test-integration: install
+test-integration: install browser-deps
 	$(VENV_BIN)/pytest -ra tests/integration
 
 ## Model backends (MusicGen, Stable Audio) on tiny random checkpoints, CPU. Needs the `models`

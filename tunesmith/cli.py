@@ -431,6 +431,22 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(similarity_app, name="similarity")
 app.add_typer(eval_app, name="eval")
 app.add_typer(review_app, name="review")
+
+
+@review_app.command("serve")
+def review_serve(
+    port: Annotated[int, typer.Option(min=0, max=65535, help="0: any free port")] = 8765,
+    reviewer: Annotated[str, typer.Option(help="Pre-filled reviewer name")] = "",
+    open_browser: Annotated[bool, typer.Option("--open", help="Open it in a browser")] = False,
+) -> None:
+    """A local review page on 127.0.0.1: listen, see the spectrogram, approve/reject, annotate."""
+    from tunesmith.review_page import serve
+
+    try:
+        serve(get_settings(), port=port, reviewer=reviewer, open_browser=open_browser)
+    except (ConnectionError, OSError) as exc:
+        err.print(f"[red]error:[/red] cannot serve the review page ({exc})")
+        raise typer.Exit(3) from None
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(takedown_app, name="takedown")
