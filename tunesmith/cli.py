@@ -447,6 +447,8 @@ def review_serve(
     except (ConnectionError, OSError) as exc:
         err.print(f"[red]error:[/red] cannot serve the review page ({exc})")
         raise typer.Exit(3) from None
+
+
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(takedown_app, name="takedown")
