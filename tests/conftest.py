@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,17 +29,14 @@ def make_settings(home: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    """The whole embedded stack (Temporal, PostgreSQL, S3 store, CPU + GPU workers).
+@contextmanager
+def private_stack(settings: Settings, env: dict[str, str]) -> Iterator[LocalStack]:
+    """Run a whole stack for `settings`; its worker processes read `env` too.
 
-    Started once per test session and always stopped, even when tests fail.
+    Always stopped, its state dir removed and the environment restored, even when tests fail.
     """
-    home = Path(tempfile.mkdtemp(prefix="tunesmith-test-"))
-    settings = make_settings(home)
     # Workers are child processes: they read the same settings from the environment.
-    overrides = {"TUNESMITH_HEARTBEAT_TIMEOUT_S": str(settings.heartbeat_timeout_s),
-                 "TUNESMITH_WEBHOOK_SECRET": "test-webhook-secret"}  # fmt: skip
+    overrides = {"TUNESMITH_HEARTBEAT_TIMEOUT_S": str(settings.heartbeat_timeout_s), **env}
     previous = {k: os.environ.get(k) for k in overrides}
     os.environ.update(overrides)
     local = LocalStack(settings)
@@ -47,12 +45,23 @@ def stack() -> Iterator[LocalStack]:
         yield local
     finally:
         local.down(log=lambda _msg: None)
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(settings.home, ignore_errors=True)
         for key, value in previous.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    """The whole embedded stack (Temporal, PostgreSQL, S3 store, CPU + GPU workers).
+
+    Started once per test session and always stopped, even when tests fail.
+    """
+    settings = make_settings(Path(tempfile.mkdtemp(prefix="tunesmith-test-")))
+    with private_stack(settings, {"TUNESMITH_WEBHOOK_SECRET": "test-webhook-secret"}) as local:
+        yield local
 
 
 @pytest.fixture(scope="session")

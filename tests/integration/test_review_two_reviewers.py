@@ -9,8 +9,6 @@ tests that decide before it.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -22,7 +20,7 @@ from infra import review_db
 from infra.db import Database
 from infra.stack import LocalStack
 from schemas.jobs import JobStatus, Stage
-from tests.conftest import make_settings
+from tests.conftest import make_settings, private_stack
 from tests.integration.helpers import run_cli, short_request, wait_for_stage
 from tunesmith import Client
 
@@ -54,26 +52,11 @@ def review_stack() -> Iterator[LocalStack]:
     policy_dir.mkdir()
     (policy_dir / "review-policy@1.toml").write_text(POLICY)
     settings = make_settings(home, review_policy_dir=policy_dir)
-    # Workers are child processes: they read the same settings from the environment.
-    overrides = {"TUNESMITH_HEARTBEAT_TIMEOUT_S": str(settings.heartbeat_timeout_s),
-                 "TUNESMITH_REVIEW_POLICY_DIR": str(policy_dir)}  # fmt: skip
-    previous = {k: os.environ.get(k) for k in overrides}
-    os.environ.update(overrides)
-    local = LocalStack(settings)
-    try:
-        local.up(log=lambda _msg: None)
+    with private_stack(settings, {"TUNESMITH_REVIEW_POLICY_DIR": str(policy_dir)}) as local:
         for name, role in (("alice", "reviewer"), ("bob", "reviewer"), ("carol", "senior")):
             added = run_cli(local, "reviewers", "add", name, "--role", role)
             assert added.returncode == 0, added.stdout + added.stderr
         yield local
-    finally:
-        local.down(log=lambda _msg: None)
-        shutil.rmtree(home, ignore_errors=True)
-        for key, value in previous.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @pytest.fixture
