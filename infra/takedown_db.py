@@ -1,4 +1,5 @@
-"""PostgreSQL queries for takedowns (tables from `migrations/0006_takedowns.sql`).
+"""PostgreSQL queries for takedowns (tables from `migrations/0006_takedowns.sql`, claimant
+callbacks and outbox recipients from `0009_takedown_claimant_callback.sql`).
 
 Every write is idempotent, so a retried activity never writes a second row.
 """
@@ -6,7 +7,7 @@ Every write is idempotent, so a retried activity never writes a second row.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from infra.db import Database
 
@@ -30,17 +31,18 @@ class TakedownDB:
         owner: str,
         filed_at: datetime,
         dispute_deadline: datetime,
+        claimant_callback_url: str | None = None,
     ) -> None:
         await self.db.pool.execute(
             """
             INSERT INTO takedowns (takedown_id, workflow_id, job_id, claimant, contact_email,
                                    evidence, evidence_url, owner, state, filed_at,
-                                   dispute_deadline)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'filed', $9, $10)
+                                   dispute_deadline, claimant_callback_url)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'filed', $9, $10, $11)
             ON CONFLICT (takedown_id) DO NOTHING
             """,
             takedown_id, workflow_id, job_id, claimant, contact_email, evidence, evidence_url,
-            owner, filed_at, dispute_deadline,
+            owner, filed_at, dispute_deadline, claimant_callback_url,
         )  # fmt: skip
 
     async def set_state(
@@ -95,16 +97,30 @@ class TakedownDB:
         )  # fmt: skip
 
     async def enqueue_webhook(
-        self, takedown_id: str, job_id: str, *, event: str, payload: dict[str, Any]
+        self,
+        takedown_id: str,
+        job_id: str,
+        *,
+        event: str,
+        payload: dict[str, Any],
+        recipient: Literal["owner", "claimant"] = "owner",
     ) -> None:
         """A webhook outbox event keyed by the filing (not the job), so a later takedown of the
-        same (restored) job gets its own events; delivered by the job's DeliverJobEvents."""
+        same (restored) job gets its own events; delivered by a DeliverJobEvents run for
+        `recipient` (the owner's callback URL, or this takedown's claimant's)."""
+        # The owner's keys are unchanged; the claimant's differ, so both rows exist.
+        key = (
+            f"{takedown_id}:{event}"
+            if recipient == "owner"
+            else f"{takedown_id}:{recipient}:{event}"
+        )
         await self.db.pool.execute(
             """
-            INSERT INTO webhook_outbox (job_id, event, idempotency_key, payload)
-            VALUES ($1, $2, $3, $4) ON CONFLICT (idempotency_key) DO NOTHING
+            INSERT INTO webhook_outbox (job_id, event, idempotency_key, payload, recipient,
+                                        takedown_id)
+            VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (idempotency_key) DO NOTHING
             """,
-            job_id, event, f"{takedown_id}:{event}", payload,
+            job_id, event, key, payload, recipient, takedown_id,
         )  # fmt: skip
 
     async def get(self, takedown_id: str) -> dict[str, Any] | None:

@@ -283,6 +283,10 @@ class PublishOutput(BaseModel):
 class DeliverWebhooksInput(BaseModel):
     job_id: str
     callback_url: str
+    # Whose outbox rows to deliver: the job owner's (the default, as before) or one takedown
+    # claimant's (`takedown_id` then names the takedown).
+    recipient: Literal["owner", "claimant"] = "owner"
+    takedown_id: str | None = None
 
 
 class DeliverWebhooksOutput(BaseModel):

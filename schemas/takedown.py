@@ -10,6 +10,7 @@ import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Final, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -65,6 +66,8 @@ class TakedownClaim(BaseModel):
     evidence: str = Field(min_length=1, max_length=10_000)
     contact_email: str = Field(max_length=320)
     evidence_url: str | None = Field(default=None, max_length=2000)
+    # The claimant's webhook: signed takedown events meant for the claimant (never the owner's).
+    callback_url: str | None = Field(default=None, max_length=2000)
 
     @field_validator("job_id", "claimant", "evidence")
     @classmethod
@@ -86,6 +89,17 @@ class TakedownClaim(BaseModel):
         if value is not None and not re.match(r"^https?://\S+$", value.strip()):
             raise ValueError(f"not an http(s) URL: {value!r}")
         return value.strip() if value else None
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        # The same rule as `GenerationRequest.callback_url`.
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError(f"callback_url must be an http(s) URL, not {value!r}")
+        return value
 
 
 class TakedownInput(BaseModel):
@@ -170,6 +184,21 @@ class QuarantineOutput(BaseModel):
     objects: list[str]
 
 
+class ClaimantNotice(BaseModel):
+    """The `data` of a webhook event sent to the claimant: only what the claimant may see (no
+    owner request, prompt, contact details or object keys)."""
+
+    takedown_id: str
+    job_id: str  # the asset
+    state: TakedownState
+    at: datetime  # workflow time of the event
+    filed_at: datetime
+    dispute_deadline: datetime
+    disputed: bool = False
+    decision: Literal["restore", "remove"] | None = None
+    decided_at: datetime | None = None
+
+
 class AuditInput(BaseModel):
     """One `takedown_events` row (plus, optionally, a state change and an outbox event)."""
 
@@ -182,6 +211,9 @@ class AuditInput(BaseModel):
     detail: dict[str, object] = Field(default_factory=dict)
     state: TakedownState | None = None
     webhook_event: str | None = None  # e.g. "takedown.filed": written to the job's outbox
+    # Also written to the outbox for the claimant (with this payload only); set by the workflow
+    # when the claim has a callback URL.
+    claimant_notice: ClaimantNotice | None = None
 
 
 class ApplyOutcomeInput(BaseModel):

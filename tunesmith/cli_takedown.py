@@ -93,6 +93,10 @@ def file(
     evidence: Annotated[str, typer.Option(help="the claim's evidence (text)")],
     contact: Annotated[str, typer.Option(help="the claimant's contact email")],
     evidence_url: Annotated[str | None, typer.Option(help="link to evidence")] = None,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(help="the claimant's webhook (http/https): signed takedown events"),
+    ] = None,
     dispute_window_s: Annotated[
         float | None, typer.Option(help="owner's dispute window (default: 14 days)")
     ] = None,
@@ -100,11 +104,20 @@ def file(
 ) -> None:
     """File a claim: the asset is quarantined at once and both parties are notified.
 
-    Filing again for an asset under an open takedown returns that takedown.
+    Filing again for an asset under an open takedown returns that takedown. With
+    --callback-url the claimant's webhook receives `takedown.filed` and then the outcome.
     """
+    try:  # bad input fails before connecting to anything
+        takedowns.validate_claim(job_id, claimant=claimant, evidence=evidence,
+                                 contact_email=contact, evidence_url=evidence_url,
+                                 callback_url=callback_url)  # fmt: skip
+    except TunesmithError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
     filed = _run(lambda: _with_client(lambda c: takedowns.file_takedown(
         c, job_id, claimant=claimant, evidence=evidence, contact_email=contact,
-        evidence_url=evidence_url, dispute_window_s=dispute_window_s,
+        evidence_url=evidence_url, callback_url=callback_url,
+        dispute_window_s=dispute_window_s,
     )))  # fmt: skip
     extra = {"workflow_id": filed.workflow_id, "created": filed.created}
     if not json_out:

@@ -50,6 +50,7 @@ __all__ = [
     "dispute",
     "file_takedown",
     "get_takedown",
+    "validate_claim",
 ]
 
 
@@ -84,6 +85,29 @@ async def get_takedown(client: Client, job_id: str) -> TakedownStatus:
         raise
 
 
+def validate_claim(
+    job_id: str,
+    *,
+    claimant: str,
+    evidence: str,
+    contact_email: str,
+    evidence_url: str | None = None,
+    callback_url: str | None = None,
+) -> TakedownClaim:
+    """A validated claim (what `file_takedown` files); needs no connection.
+
+    Raises:
+        InvalidRequestError: a field is missing or malformed (one problem per field).
+    """
+    try:
+        return TakedownClaim(job_id=job_id, claimant=claimant, evidence=evidence,
+                             contact_email=contact_email, evidence_url=evidence_url,
+                             callback_url=callback_url)  # fmt: skip
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+        raise InvalidRequestError("; ".join(problems), problems=problems) from None
+
+
 async def file_takedown(
     client: Client,
     job_id: str,
@@ -92,6 +116,7 @@ async def file_takedown(
     evidence: str,
     contact_email: str,
     evidence_url: str | None = None,
+    callback_url: str | None = None,
     dispute_window_s: float | None = None,
     escalate_after_s: float | None = None,
     wait_s: float = 60.0,
@@ -99,19 +124,18 @@ async def file_takedown(
     """File a claim: the asset is quarantined at once (this waits up to `wait_s` for it).
 
     Filing again for an asset whose takedown is open returns that takedown (`created` False).
-    Windows default to `TUNESMITH_TAKEDOWN_*` settings.
+    Windows default to `TUNESMITH_TAKEDOWN_*` settings. With `callback_url` (http or https),
+    the claimant receives signed webhook events of this takedown: `takedown.filed` once the
+    asset is quarantined, then `takedown.restored` or `takedown.removed`.
 
     Raises:
         InvalidRequestError: a field is missing or malformed.
         JobNotFoundError: no such job.
         TakedownNotAllowedError: the job is not published, or its content was already removed.
     """
-    try:
-        claim = TakedownClaim(job_id=job_id, claimant=claimant, evidence=evidence,
-                              contact_email=contact_email, evidence_url=evidence_url)  # fmt: skip
-    except ValidationError as exc:
-        problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
-        raise InvalidRequestError("; ".join(problems), problems=problems) from None
+    claim = validate_claim(job_id, claimant=claimant, evidence=evidence,
+                           contact_email=contact_email, evidence_url=evidence_url,
+                           callback_url=callback_url)  # fmt: skip
     defaults = TakedownSettings()
     window = defaults.dispute_window_s if dispute_window_s is None else dispute_window_s
     escalate = defaults.escalate_after_s if escalate_after_s is None else escalate_after_s

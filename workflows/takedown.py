@@ -3,12 +3,16 @@
 One workflow per asset (id `takedown-<job_id>`). The outcome is applied only on a reviewer's
 decision: without one the workflow waits (durably, for as long as it takes) and escalates once
 after `escalate_after_s`, but never removes anything on its own.
+
+Notifications go through the job's webhook outbox: the owner's events to the job's callback URL,
+and (when the claim has its own callback URL) the claimant's to that URL, from separate delivery
+children, the claimant's carrying only a `ClaimantNotice`.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -31,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         ApplyOutcomeInput,
         ApplyOutcomeOutput,
         AuditInput,
+        ClaimantNotice,
         DecisionRequest,
         DisputeRequest,
         OpenTakedownInput,
@@ -45,6 +50,10 @@ with workflow.unsafe.imports_passed_through():
     )
 
 T = TypeVar("T")
+
+# Claimant notifications (outbox rows for the claimant + their delivery children). Histories
+# without the marker (and claims without a callback URL) run the earlier commands unchanged.
+CLAIMANT_WEBHOOKS_PATCH: Final = "takedown-claimant-webhooks"
 
 # The asset is already out of the published bucket once quarantine ran: every later step must
 # eventually happen, so a DB or store outage delays it instead of failing the takedown.
@@ -77,6 +86,7 @@ class Takedown:
         self._window_open = True
         self._seq = 0  # audit event counter (deterministic: it follows the history)
         self._deliveries = 0
+        self._claimant_deliveries = 0
         self._callback_url: str | None = None
 
     # --- query, signals, updates ----------------------------------------------------------
@@ -214,8 +224,9 @@ class Takedown:
             "evidence_url": claim.evidence_url,
             "dispute_deadline": s.dispute_deadline.isoformat(),
             "notify": ["owner", "claimant"],
-        }, webhook="takedown.filed")  # fmt: skip
+        }, webhook="takedown.filed", claimant=self._claimant_notice())  # fmt: skip
         await self._deliver()
+        await self._deliver_claimant()
         self._ready = True
 
         await self._dispute_window()
@@ -281,9 +292,11 @@ class Takedown:
             detail = {"deleted": out.objects, "catalog_recording": out.recording_id,
                       "catalog_error": out.catalog_error}  # fmt: skip
         await self._audit(decision.reviewer, final.value, detail, state=final,
-                          webhook=f"takedown.{final.value}")  # fmt: skip
+                          webhook=f"takedown.{final.value}",
+                          claimant=self._claimant_notice(final))  # fmt: skip
         s.state = final  # after the audit: the decide update returns once this is recorded
         await self._deliver()
+        await self._deliver_claimant()
 
     # --- helpers ----------------------------------------------------------------------------
     async def _act(
@@ -307,28 +320,70 @@ class Takedown:
         *,
         state: TakedownState | None = None,
         webhook: str | None = None,
+        claimant: ClaimantNotice | None = None,
     ) -> None:
         self._seq += 1
         await workflow.execute_activity(
             "takedown_audit",
             AuditInput(takedown_id=self._inp.takedown_id, job_id=self._status.job_id,
                        seq=self._seq, actor=actor, action=action, at=workflow.now(),
-                       detail=detail, state=state, webhook_event=webhook),
+                       detail=detail, state=state, webhook_event=webhook,
+                       claimant_notice=claimant),
             task_queue=names.CPU_TASK_QUEUE,
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=RETRY,
         )  # fmt: skip
 
+    def _claimant_enabled(self) -> bool:
+        """Whether the claimant is notified: the claim has a callback URL and this run records
+        (or replays) the claimant-webhooks patch."""
+        return bool(self._inp.claim.callback_url) and workflow.patched(CLAIMANT_WEBHOOKS_PATCH)
+
+    def _claimant_notice(self, state: TakedownState | None = None) -> ClaimantNotice | None:
+        """The claimant's view of the takedown now (`state` overrides the current one), or None
+        when the claimant is not notified."""
+        if not self._claimant_enabled():
+            return None
+        s = self._status
+        if s.filed_at is None or s.dispute_deadline is None:
+            raise ApplicationError("takedown not opened", non_retryable=True)
+        return ClaimantNotice(
+            takedown_id=s.takedown_id, job_id=s.job_id, state=state or s.state, at=workflow.now(),
+            filed_at=s.filed_at, dispute_deadline=s.dispute_deadline,
+            disputed=s.dispute is not None,
+            decision=s.decision.decision if s.decision else None,
+            decided_at=s.decision.at if s.decision else None,
+        )  # fmt: skip
+
     async def _deliver(self) -> None:
-        """Deliver the job's pending outbox events to its callback URL (if any) in an abandoned
+        """Deliver the job's pending owner events to its callback URL (if any) in an abandoned
         child, so a slow receiver never holds up the takedown."""
         if not self._callback_url:
             return
         self._deliveries += 1
+        await self._start_delivery(
+            DeliverWebhooksInput(job_id=self._status.job_id, callback_url=self._callback_url),
+            f"{self._inp.takedown_id}-webhooks-{self._deliveries}",
+        )
+
+    async def _deliver_claimant(self) -> None:
+        """Deliver this takedown's pending claimant events to the claim's callback URL (if
+        any); its own children, whose ids never meet the owner's."""
+        url = self._inp.claim.callback_url
+        if not url or not self._claimant_enabled():
+            return
+        self._claimant_deliveries += 1
+        await self._start_delivery(
+            DeliverWebhooksInput(job_id=self._status.job_id, callback_url=url,
+                                 recipient="claimant", takedown_id=self._inp.takedown_id),
+            f"{self._inp.takedown_id}-claimant-webhooks-{self._claimant_deliveries}",
+        )  # fmt: skip
+
+    async def _start_delivery(self, arg: DeliverWebhooksInput, workflow_id: str) -> None:
         await workflow.start_child_workflow(
             names.DELIVER_JOB_EVENTS_WORKFLOW,
-            DeliverWebhooksInput(job_id=self._status.job_id, callback_url=self._callback_url),
-            id=f"{self._inp.takedown_id}-webhooks-{self._deliveries}",
+            arg,
+            id=workflow_id,
             task_queue=names.CPU_TASK_QUEUE,
             parent_close_policy=ParentClosePolicy.ABANDON,
         )

@@ -66,7 +66,7 @@ class TakedownActivities:
             takedown_id=inp.takedown_id, workflow_id=inp.workflow_id, job_id=claim.job_id,
             claimant=claim.claimant, contact_email=claim.contact_email, evidence=claim.evidence,
             evidence_url=claim.evidence_url, owner=job["tenant"], filed_at=inp.filed_at,
-            dispute_deadline=inp.dispute_deadline,
+            dispute_deadline=inp.dispute_deadline, claimant_callback_url=claim.callback_url,
         )  # fmt: skip
         callback = (job["request"] or {}).get("callback_url")
         return OpenTakedownOutput(owner=job["tenant"], callback_url=callback or None)
@@ -89,7 +89,8 @@ class TakedownActivities:
 
     @activity.defn(name="takedown_audit")
     async def audit(self, inp: AuditInput) -> None:
-        """Append an audit event; optionally change the state and queue a webhook event."""
+        """Append an audit event; optionally change the state and queue a webhook event for the
+        owner (the audit detail) and one for the claimant (the claimant notice only)."""
         await self.tdb.audit(
             event_key=f"{inp.takedown_id}:{inp.seq}", takedown_id=inp.takedown_id,
             job_id=inp.job_id, actor=inp.actor, action=inp.action, at=inp.at, detail=inp.detail,
@@ -103,6 +104,11 @@ class TakedownActivities:
             await self.tdb.enqueue_webhook(
                 inp.takedown_id, inp.job_id, event=inp.webhook_event, payload=payload
             )
+            if inp.claimant_notice is not None:
+                await self.tdb.enqueue_webhook(
+                    inp.takedown_id, inp.job_id, event=inp.webhook_event,
+                    payload=inp.claimant_notice.model_dump(mode="json"), recipient="claimant",
+                )  # fmt: skip
         activity.logger.info("takedown %s: %s by %s", inp.takedown_id, inp.action, inp.actor)
 
     @activity.defn(name="takedown_restore")

@@ -6,11 +6,15 @@ histories of the workflow tests next to the old ones:
 
     TUNESMITH_RECORD_TAKEDOWN_HISTORIES=tests/unit/histories/takedown/NEW \
         .venv/bin/pytest tests/unit/test_takedown.py -k "escalates or restore"
+
+v1: before claimant webhooks; v2: claims with a claimant callback URL (the
+`takedown-claimant-webhooks` patch).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -20,7 +24,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from temporalio import activity
+from temporalio import activity, workflow
 from temporalio.client import WorkflowHistory, WorkflowUpdateFailedError
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -28,10 +32,12 @@ from temporalio.worker import Replayer, Worker
 
 from activities.takedown import objects
 from schemas import names
+from schemas.jobs import DeliverWebhooksInput
 from schemas.takedown import (
     ApplyOutcomeInput,
     ApplyOutcomeOutput,
     AuditInput,
+    ClaimantNotice,
     DecisionRequest,
     DisputeRequest,
     OpenTakedownInput,
@@ -43,12 +49,13 @@ from schemas.takedown import (
     TakedownState,
     TakedownStatus,
 )
-from workflows.takedown import Takedown
+from workflows.takedown import CLAIMANT_WEBHOOKS_PATCH, Takedown
 
 TEMPORAL_CLI = Path(__file__).resolve().parents[2] / ".venv" / "bin" / "temporal"
 HISTORIES = Path(__file__).parent / "histories" / "takedown"
 SAVED = sorted(HISTORIES.rglob("*.json"))
 RECORD_TO = os.environ.get("TUNESMITH_RECORD_TAKEDOWN_HISTORIES")
+CLAIMANT_URL = "https://claims.delta.example/hooks"
 
 
 # --- claim validation --------------------------------------------------------------------------
@@ -61,12 +68,16 @@ def claim(**changes: Any) -> TakedownClaim:
 def test_claim_is_trimmed_and_valid() -> None:
     c = claim(claimant="  Acme  ", evidence_url="https://acme.example/x")
     assert c.claimant == "Acme" and c.evidence_url == "https://acme.example/x"
+    assert c.callback_url is None
+    assert claim(callback_url="http://127.0.0.1:8080/h").callback_url == "http://127.0.0.1:8080/h"
 
 
 @pytest.mark.parametrize(
     "changes",
     [{"claimant": "  "}, {"evidence": ""}, {"contact_email": "nope"},
-     {"evidence_url": "ftp://x"}, {"job_id": ""}],
+     {"evidence_url": "ftp://x"}, {"job_id": ""}, {"callback_url": "ftp://claims.example/h"},
+     {"callback_url": "claims.example/h"}, {"callback_url": "https://"},
+     {"callback_url": "https://x/" + "a" * 2000}],
 )  # fmt: skip
 def test_bad_claims_are_refused(changes: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
@@ -141,6 +152,7 @@ class Stubs:
         self.calls: list[str] = []
         self.actions: list[str] = []
         self.callback_url = callback_url  # set: the workflow starts DeliverJobEvents children
+        self.notices: list[tuple[str | None, ClaimantNotice]] = []
 
     @activity.defn(name="takedown_open")
     async def open(self, inp: OpenTakedownInput) -> OpenTakedownOutput:
@@ -155,6 +167,8 @@ class Stubs:
     @activity.defn(name="takedown_audit")
     async def audit(self, inp: AuditInput) -> None:
         self.actions.append(inp.action)
+        if inp.claimant_notice is not None:
+            self.notices.append((inp.webhook_event, inp.claimant_notice))
 
     @activity.defn(name="takedown_restore")
     async def restore(self, inp: ApplyOutcomeInput) -> ApplyOutcomeOutput:
@@ -167,6 +181,20 @@ class Stubs:
         return ApplyOutcomeOutput(objects=[], recording_id="rec-1")
 
 
+@workflow.defn(name=names.DELIVER_JOB_EVENTS_WORKFLOW, sandboxed=False)  # defined in a test module
+class EchoDelivery:
+    """Stands in for DeliverJobEvents: its result is the input the takedown started it with."""
+
+    @workflow.run
+    async def run(self, inp: DeliverWebhooksInput) -> DeliverWebhooksInput:
+        return inp
+
+
+async def delivery_input(env: WorkflowEnvironment, workflow_id: str) -> DeliverWebhooksInput:
+    handle = env.client.get_workflow_handle(workflow_id, result_type=DeliverWebhooksInput)
+    return await handle.result()
+
+
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     if not TEMPORAL_CLI.exists():
@@ -177,11 +205,15 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         yield environment
 
 
-async def start(env: WorkflowEnvironment, queue: str, **inp: Any) -> Any:
+async def start(
+    env: WorkflowEnvironment, queue: str, claimant_url: str | None = CLAIMANT_URL, **inp: Any
+) -> Any:
     job = f"job-{uuid.uuid4().hex[:8]}"
     return await env.client.start_workflow(
         Takedown.run,
-        TakedownInput(takedown_id=f"td-{job}", claim=claim(job_id=job), **inp),
+        TakedownInput(
+            takedown_id=f"td-{job}", claim=claim(job_id=job, callback_url=claimant_url), **inp
+        ),
         id=f"takedown-{job}",
         task_queue=queue,
     )
@@ -193,6 +225,25 @@ async def save_history(handle: Any, name: str) -> None:
         history = await handle.fetch_history()
         Path(RECORD_TO).mkdir(parents=True, exist_ok=True)
         (Path(RECORD_TO) / f"{name}.json").write_text(history.to_json())
+
+
+def patch_ids(history: WorkflowHistory) -> set[str]:
+    """The `workflow.patched` ids marked in a history."""
+    return {
+        json.loads(payload.data)["id"]
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        for payload in e.marker_recorded_event_attributes.details["patch-data"].payloads
+    }
+
+
+def started_children(history: WorkflowHistory) -> list[str]:
+    """The workflow ids of the children a history started, in order."""
+    return [
+        e.start_child_workflow_execution_initiated_event_attributes.workflow_id
+        for e in history.events
+        if e.HasField("start_child_workflow_execution_initiated_event_attributes")
+    ]
 
 
 async def until(handle: Any, predicate: Any, timeout_s: float = 15.0) -> TakedownStatus:
@@ -208,7 +259,8 @@ async def test_no_decision_escalates_but_never_removes(env: WorkflowEnvironment)
     stubs, queue = Stubs(), names.CPU_TASK_QUEUE  # the queue the workflow pins
     acts: list[Callable[..., Any]] = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore,
                                       stubs.remove]  # fmt: skip
-    async with Worker(env.client, task_queue=queue, workflows=[Takedown], activities=acts):
+    workflows = [Takedown, EchoDelivery]
+    async with Worker(env.client, task_queue=queue, workflows=workflows, activities=acts):
         handle = await start(env, queue, dispute_window_s=0.5, escalate_after_s=1.5)
         status = await until(handle, lambda s: s.escalated, timeout_s=20)
         assert status.state is TakedownState.QUARANTINED and status.decision is None
@@ -233,13 +285,28 @@ async def test_no_decision_escalates_but_never_removes(env: WorkflowEnvironment)
         assert stubs.calls.count("remove") == 1
         await save_history(handle, "escalated_removed")
 
+        # No owner callback: only the claimant's deliveries, at filing and after the outcome.
+        td = done.takedown_id
+        assert [event for event, _ in stubs.notices] == ["takedown.filed", "takedown.removed"]
+        filed, removed = (notice for _, notice in stubs.notices)
+        assert filed.state is TakedownState.QUARANTINED and filed.decision is None
+        assert removed.state is TakedownState.REMOVED and removed.decision == "remove"
+        assert removed.decided_at is not None and not removed.disputed
+        for n in (1, 2):
+            sent = await delivery_input(env, f"{td}-claimant-webhooks-{n}")
+            assert sent == DeliverWebhooksInput(job_id=done.job_id, callback_url=CLAIMANT_URL,
+                                                recipient="claimant", takedown_id=td)  # fmt: skip
+        children = started_children(await handle.fetch_history())
+        assert children == [f"{td}-claimant-webhooks-1", f"{td}-claimant-webhooks-2"]
+
 
 async def test_dispute_rules_and_restore(env: WorkflowEnvironment) -> None:
     # A callback URL: the run starts (abandoned) delivery children, which nothing runs here.
     stubs, queue = Stubs("http://127.0.0.1:9/hooks"), names.CPU_TASK_QUEUE
     acts: list[Callable[..., Any]] = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore,
                                       stubs.remove]  # fmt: skip
-    async with Worker(env.client, task_queue=queue, workflows=[Takedown], activities=acts):
+    workflows = [Takedown, EchoDelivery]
+    async with Worker(env.client, task_queue=queue, workflows=workflows, activities=acts):
         handle = await start(env, queue, dispute_window_s=600, escalate_after_s=600)
         await until(handle, lambda s: s.state is TakedownState.QUARANTINED)
         with pytest.raises(WorkflowUpdateFailedError) as stranger:
@@ -260,6 +327,38 @@ async def test_dispute_rules_and_restore(env: WorkflowEnvironment) -> None:
         assert stubs.actions[-2:] == ["decided", "restored"]
         await save_history(handle, "disputed_restored")
 
+        # Owner and claimant each get their own delivery children and only their own rows.
+        td, job = result.takedown_id, result.job_id
+        for n in (1, 2, 3):  # filed, disputed, restored
+            owner = await delivery_input(env, f"{td}-webhooks-{n}")
+            assert owner == DeliverWebhooksInput(
+                job_id=job, callback_url="http://127.0.0.1:9/hooks"
+            )
+        for n in (1, 2):  # filed, restored
+            claimant = await delivery_input(env, f"{td}-claimant-webhooks-{n}")
+            assert claimant.recipient == "claimant" and claimant.callback_url == CLAIMANT_URL
+        restored = stubs.notices[-1][1]
+        assert stubs.notices[-1][0] == "takedown.restored" and restored.disputed
+        assert restored.state is TakedownState.RESTORED and restored.decision == "restore"
+
+
+async def test_claim_without_callback_runs_the_earlier_commands(env: WorkflowEnvironment) -> None:
+    """No claimant URL: no patch marker, no claimant rows, no claimant children."""
+    stubs, queue = Stubs("http://127.0.0.1:9/hooks"), names.CPU_TASK_QUEUE
+    acts: list[Callable[..., Any]] = [stubs.open, stubs.quarantine, stubs.audit, stubs.restore,
+                                      stubs.remove]  # fmt: skip
+    workflows = [Takedown, EchoDelivery]
+    async with Worker(env.client, task_queue=queue, workflows=workflows, activities=acts):
+        handle = await start(env, queue, None, dispute_window_s=600, escalate_after_s=600)
+        await until(handle, lambda s: s.state is TakedownState.QUARANTINED)
+        await handle.signal("decide", DecisionRequest(decision="restore", reviewer="rev"))
+        result = await handle.result()
+    assert result.state is TakedownState.RESTORED and stubs.notices == []
+    history = await handle.fetch_history()
+    assert patch_ids(history) == set()
+    td = result.takedown_id
+    assert started_children(history) == [f"{td}-webhooks-1", f"{td}-webhooks-2"]
+
 
 # --- replay: saved histories of earlier workflow versions still replay -----------------------
 @pytest.mark.parametrize("path", SAVED, ids=[f"{p.parent.name}/{p.stem}" for p in SAVED])
@@ -272,3 +371,24 @@ async def test_saved_takedown_history_replays(path: Path) -> None:
 
 def test_takedown_histories_cover_both_outcomes() -> None:
     assert {p.stem for p in SAVED} >= {"escalated_removed", "disputed_restored"}
+    for version in ("v1", "v2"):
+        assert {p.stem for p in (HISTORIES / version).glob("*.json")} == {
+            "escalated_removed",
+            "disputed_restored",
+        }
+
+
+def patches_and_children(path: Path) -> tuple[set[str], list[str]]:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    return patch_ids(history), started_children(history)
+
+
+def test_v2_histories_take_the_claimant_path() -> None:
+    """v1 was recorded before the claimant patch; v2 through it (claimant deliveries)."""
+    for path in sorted((HISTORIES / "v2").glob("*.json")):
+        patches, children = patches_and_children(path)
+        assert patches == {CLAIMANT_WEBHOOKS_PATCH}, path.name
+        assert any(c.endswith("-claimant-webhooks-1") for c in children), path.name
+    for path in sorted((HISTORIES / "v1").glob("*.json")):
+        patches, children = patches_and_children(path)
+        assert patches == set() and not any("claimant" in c for c in children), path.name
