@@ -7,13 +7,10 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from infra.db import Database, jsonable
 from infra.settings import Settings, get_settings
@@ -23,6 +20,10 @@ from schemas.errors import JobNotFoundError, TunesmithError
 from schemas.jobs import TERMINAL_STAGES, GenerationResult, JobStatus, Stage
 from schemas.music import key_name, normalize_instrument, parse_key
 from schemas.request import Product, ReviewMode, Tier, validate_request
+from tunesmith.cli_common import console, err
+from tunesmith.cli_common import run as _run
+from tunesmith.cli_common import table as _table
+from tunesmith.cli_common import with_db as _with_db
 from tunesmith.client import Client, JobHandle
 
 app = typer.Typer(help="tunesmith: durable AI music generation on Temporal.", no_args_is_help=True)
@@ -32,41 +33,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(worker_app, name="worker")
 
 # Never wrap URIs and ids; when piped, rich would assume 80 columns and squash the tables.
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 T = TypeVar("T")
-
-
-def _run(coro: Awaitable[T]) -> T:
-    """Run a coroutine; tunesmith errors become a one-line message and exit code 2."""
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except TunesmithError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except (ConnectionError, OSError, RuntimeError) as exc:
-        if "connect" in str(exc).lower():
-            err.print(
-                f"[red]error:[/red] cannot reach the platform ({exc}); is `tunesmith up` running?"
-            )
-            raise typer.Exit(3) from None
-        raise
-
-
-def _table(*columns: str) -> Table:
-    """A table whose id-like columns never wrap (they get copied into other commands)."""
-    table = Table()
-    for name in columns:
-        table.add_column(name, no_wrap=name != "prompt", overflow="fold")
-    return table
-
-
-async def _with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
-    db = await Database.open(get_settings(), max_size=2)
-    try:
-        return await fn(db)
-    finally:
-        await db.close()
 
 
 # --- the local stack ------------------------------------------------------------------------

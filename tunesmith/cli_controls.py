@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from activities.controls.evaluation import ControlResult, as_rows, run_grid, summarize
 from activities.controls.templates import get_template, list_templates
 from activities.inference.draft import DraftBackend
 from schemas.errors import TunesmithError
+from tunesmith.cli_common import console, err
 
 templates_app = typer.Typer(help="Versioned prompt templates.", no_args_is_help=True)
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 @templates_app.command("list")

@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import tempfile
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
@@ -35,37 +32,16 @@ from activities.inference.registry import ModelRegistry, UnknownModelError
 from infra import experiments_db as edb
 from infra.db import Database, jsonable
 from infra.settings import get_settings
+from tunesmith.cli_common import console, err
+from tunesmith.cli_common import fail as _fail
+from tunesmith.cli_common import run_with_db as _with_db
 
 experiments_app = typer.Typer(
     help="A/B experiments: split traffic between model/template/profile variants.",
     no_args_is_help=True,
 )
 
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 T = TypeVar("T")
-
-
-def _with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
-    async def run() -> T:
-        db = await Database.open(get_settings(), max_size=2)
-        try:
-            return await fn(db)
-        finally:
-            await db.close()
-
-    try:
-        return asyncio.run(run())
-    except (ConnectionError, OSError) as exc:
-        err.print(
-            f"[red]error:[/red] cannot reach the database ({exc}); is `tunesmith up` running?"
-        )
-        raise typer.Exit(3) from None
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
-    return typer.Exit(code)
 
 
 def _variant_text(v: dict[str, Any]) -> str:

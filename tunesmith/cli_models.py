@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from activities.inference.cards import get_card, list_cards
 from activities.inference.model_settings import get_model_settings
+from tunesmith.cli_common import console, err
 
 models_app = typer.Typer(
     help="Model cards: what each model is, can do and costs.", no_args_is_help=True
 )
-
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 @models_app.command("list")

@@ -8,14 +8,12 @@ Wiring (tunesmith/cli.py): `app.command("verify")(verify)`,
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import soundfile as sf
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from activities.audio_io import read_audio
@@ -28,13 +26,11 @@ from activities.publish.c2pa_signing import (
     verify_file,
 )
 from infra.settings import get_settings
+from tunesmith.cli_common import console, err
 
 watermark_app = typer.Typer(
     help="Inaudible job watermark in published audio.", no_args_is_help=True
 )
-
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 
 
 def _default_trust_anchors() -> Path | None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-import sys
 import webbrowser
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -13,8 +11,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from activities.review.authz import reviewer_refusal
 from activities.review.policy import parse_duration
@@ -24,6 +20,10 @@ from infra.settings import get_settings
 from infra.store import ObjectStore
 from schemas.errors import JobNotFoundError, ReviewNotAllowedError, TunesmithError
 from schemas.jobs import CheckSimilarityOutput, JobStatus, Stage
+from tunesmith.cli_common import console, err
+from tunesmith.cli_common import run as _run
+from tunesmith.cli_common import table as _table
+from tunesmith.cli_common import with_db as _with_db
 
 if TYPE_CHECKING:
     from tunesmith.client import Client, JobHandle
@@ -31,8 +31,6 @@ if TYPE_CHECKING:
 review_app = typer.Typer(help="The human review queue.", no_args_is_help=True)
 reviewers_app = typer.Typer(help="Who may review, by role and tenant.", no_args_is_help=True)
 
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 T = TypeVar("T")
 
 
@@ -40,35 +38,6 @@ class Role(StrEnum):
     REVIEWER = "reviewer"
     SENIOR = "senior"
     ADMIN = "admin"
-
-
-def _run(coro: Awaitable[T]) -> T:
-    """Run a coroutine; tunesmith errors become a one-line message and exit code 2."""
-    try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
-    except TunesmithError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except (ConnectionError, OSError) as exc:
-        err.print(
-            f"[red]error:[/red] cannot reach the platform ({exc}); is `tunesmith up` running?"
-        )
-        raise typer.Exit(3) from None
-
-
-async def _with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
-    db = await Database.open(get_settings(), max_size=2)
-    try:
-        return await fn(db)
-    finally:
-        await db.close()
-
-
-def _table(*columns: str) -> Table:
-    table = Table()
-    for name in columns:
-        table.add_column(name, no_wrap=name not in ("prompt", "reason"), overflow="fold")
-    return table
 
 
 def _age(since: datetime) -> str:

@@ -14,6 +14,9 @@ import typer
 
 from infra.settings import get_settings
 from infra.temporal import connect_temporal
+from tunesmith.cli_common import console
+from tunesmith.cli_common import run as _run
+from tunesmith.cli_common import table as _table
 from workers import versioning
 
 rollout_app = typer.Typer(
@@ -24,15 +27,12 @@ rollout_app = typer.Typer(
 @rollout_app.command("build-id")
 def build_id() -> None:
     """Print the build id this code's workers register as."""
-    from tunesmith.cli import console
-
     console.print(versioning.build_id(get_settings()))
 
 
 @rollout_app.command()
 def status(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Show the deployment's current and ramping builds and every known build."""
-    from tunesmith.cli import _run, _table, console
 
     async def main() -> versioning.DeploymentState:
         settings = get_settings()
@@ -75,7 +75,6 @@ def ramp(
     percent: Annotated[float, typer.Option("--percent", help="share of workflows, 0-100")],
 ) -> None:
     """Send a stable share of workflows (by workflow id) to a new build."""
-    from tunesmith.cli import _run, console
 
     async def main() -> None:
         settings = get_settings()
@@ -88,7 +87,6 @@ def ramp(
 @rollout_app.command("unramp")
 def unramp() -> None:
     """Remove the ramp: all workflows go to the current build again."""
-    from tunesmith.cli import _run, console
 
     async def main() -> None:
         settings = get_settings()
@@ -103,7 +101,6 @@ def promote(
     build: Annotated[str, typer.Argument(help="build id to make current")],
 ) -> None:
     """Make a build current; running workflows move to it at their next step."""
-    from tunesmith.cli import _run, console
 
     async def main() -> None:
         settings = get_settings()
