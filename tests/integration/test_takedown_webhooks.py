@@ -1,6 +1,7 @@
-"""Takedown notifications reach the owner's callback URL, signed; removal catalogs every stem.
+"""Takedown notifications reach the owner's callback URL and the claimant's, signed, each only
+its own events; removal catalogs every stem.
 
-The receiver below behaves like a real consumer: it checks the HMAC signature of the raw body
+The receivers below behave like real consumers: each checks the HMAC signature of the raw body
 (refusing a bad one with 401), drops a redelivered event by its `Idempotency-Key`, and answers
 204.
 """
@@ -12,6 +13,7 @@ import hashlib
 import hmac
 import json
 import threading
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,14 +22,16 @@ from typing import Any
 import pytest
 from temporalio.testing import ActivityEnvironment
 
+from activities.publish.webhooks import pending_events
 from activities.takedown.activity import TakedownActivities
 from infra.db import Database
 from infra.stack import LocalStack
 from infra.store import ObjectStore
 from infra.takedown_db import TakedownDB
-from schemas.jobs import Stage
+from schemas.errors import InvalidRequestError
+from schemas.jobs import DeliverWebhooksInput, Stage
 from schemas.takedown import ApplyOutcomeInput, RecordedDecision, TakedownSettings, TakedownState
-from tests.integration.helpers import short_request
+from tests.integration.helpers import run_cli, short_request
 from tunesmith import Client
 from tunesmith import takedowns as sdk
 
@@ -35,6 +39,9 @@ pytestmark = pytest.mark.integration
 
 QUARANTINE = TakedownSettings().quarantine_bucket
 CLAIMANT = "Delta Music"
+# All a claimant's event may say (schemas.takedown.ClaimantNotice): nothing of the owner's.
+CLAIMANT_FIELDS = {"takedown_id", "job_id", "state", "at", "filed_at", "dispute_deadline",
+                   "disputed", "decision", "decided_at"}  # fmt: skip
 
 
 class SignedReceiver:
@@ -80,8 +87,7 @@ class SignedReceiver:
         raise AssertionError(f"no {event} event; received {self.names()}")
 
 
-@pytest.fixture
-def receiver(stack: LocalStack) -> Iterator[SignedReceiver]:
+def serve(stack: LocalStack) -> Iterator[SignedReceiver]:
     r = SignedReceiver(stack.child_env()["TUNESMITH_WEBHOOK_SECRET"])
     thread = threading.Thread(target=r.server.serve_forever, daemon=True)
     thread.start()
@@ -93,6 +99,18 @@ def receiver(stack: LocalStack) -> Iterator[SignedReceiver]:
 
 
 @pytest.fixture
+def receiver(stack: LocalStack) -> Iterator[SignedReceiver]:
+    """The asset owner's webhook (the job's callback URL)."""
+    yield from serve(stack)
+
+
+@pytest.fixture
+def claimant_receiver(stack: LocalStack) -> Iterator[SignedReceiver]:
+    """The claimant's webhook (the claim's callback URL)."""
+    yield from serve(stack)
+
+
+@pytest.fixture
 async def forget_catalog(db: Database) -> AsyncIterator[None]:
     yield  # this module's audio must not block other tests' outputs
     await db.pool.execute(
@@ -100,11 +118,13 @@ async def forget_catalog(db: Database) -> AsyncIterator[None]:
     )
 
 
-async def test_stems_takedown_notifies_the_owner_and_catalogs_every_stem(
+async def test_stems_takedown_notifies_both_parties_and_catalogs_every_stem(
     client: Client,
     db: Database,
     store: ObjectStore,
+    stack: LocalStack,
     receiver: SignedReceiver,
+    claimant_receiver: SignedReceiver,
     forget_catalog: None,
 ) -> None:
     request = short_request(prompt="takedown stems piece", product="stems", duration_s=8.0,
@@ -119,10 +139,48 @@ async def test_stems_takedown_notifies_the_owner_and_catalogs_every_stem(
                    if k.startswith("published_part_") and k.endswith("_wav24"))  # fmt: skip
     assert len(stems) >= 2, kinds
 
+    # A claimant callback that is not an http(s) URL: refused before anything starts.
+    bad = run_cli(
+        stack,
+        "takedown",
+        "file",
+        job_id,
+        "--claimant",
+        CLAIMANT,
+        "--evidence",
+        "e",
+        "--contact",
+        "legal@delta.example",
+        "--callback-url",
+        "ftp://delta.example/h",
+    )
+    assert bad.returncode == 2 and "callback_url" in bad.stderr, bad.stdout + bad.stderr
+    with pytest.raises(InvalidRequestError, match="callback_url"):
+        await sdk.file_takedown(
+            client,
+            job_id,
+            claimant=CLAIMANT,
+            evidence="e",
+            contact_email="legal@delta.example",
+            callback_url="delta.example",
+        )
+    with pytest.raises(Exception, match="not found"):
+        await client.temporal.get_workflow_handle(f"takedown-{job_id}").describe()
+
     filed = await sdk.file_takedown(client, job_id, claimant=CLAIMANT, evidence="our stems",
-                                    contact_email="legal@delta.example")  # fmt: skip
+                                    contact_email="legal@delta.example",
+                                    callback_url=claimant_receiver.url)  # fmt: skip
     takedown_id = filed.status.takedown_id
     assert filed.status.state is TakedownState.QUARANTINED
+    row = await TakedownDB(db).get(takedown_id)
+    assert row is not None and row["claimant_callback_url"] == claimant_receiver.url
+
+    # The claimant's view: signed, its own idempotency key, only the claimant's fields.
+    notice = await claimant_receiver.wait_for("takedown.filed")
+    assert notice["job_id"] == job_id and set(notice["data"]) == CLAIMANT_FIELDS
+    assert notice["data"]["takedown_id"] == takedown_id
+    assert notice["data"]["state"] == "quarantined" and notice["data"]["decision"] is None
+    assert notice["idempotency_key"] == f"{takedown_id}:claimant:takedown.filed"
 
     quarantined = await receiver.wait_for("takedown.filed")
     assert quarantined["job_id"] == job_id
@@ -168,6 +226,19 @@ async def test_stems_takedown_notifies_the_owner_and_catalogs_every_stem(
     assert receiver.names().index("takedown.filed") < receiver.names().index("takedown.removed")
     assert receiver.refused == 0
 
+    outcome_notice = await claimant_receiver.wait_for("takedown.removed")
+    data = outcome_notice["data"]
+    assert set(data) == CLAIMANT_FIELDS and data["state"] == "removed"
+    assert data["decision"] == "remove" and data["decided_at"] is not None
+    assert claimant_receiver.names() == ["takedown.filed", "takedown.removed"]
+    assert claimant_receiver.refused == 0
+    # Neither party got the other's events: the owner saw none of the claimant's keys, and
+    # nothing of the owner's (request, contact, objects, job events) reached the claimant.
+    assert all(":claimant:" not in e["idempotency_key"] for e in receiver.events)
+    assert all(":claimant:" in e["idempotency_key"] for e in claimant_receiver.events)
+    claimant_text = json.dumps(claimant_receiver.events)
+    assert "legal@delta.example" not in claimant_text and f"{job_id}/" not in claimant_text
+
     events = await TakedownDB(db).events(takedown_id)
     [cataloged] = [e for e in events if e["action"] == "cataloged"]
     recorded = {r["part"]: r for r in cataloged["detail"]["recordings"]}
@@ -183,6 +254,50 @@ async def test_stems_takedown_notifies_the_owner_and_catalogs_every_stem(
     )
     assert count == len(titles)
 
-    outbox = {row["event"]: row for row in await db.outbox(job_id)}
-    for event in ("takedown.filed", "takedown.removed"):
-        assert outbox[event]["delivered_at"] is not None, outbox[event]
+    rows = await db.outbox(job_id)
+    outbox = {(r["recipient"], r["event"]): r for r in rows}
+    for recipient in ("owner", "claimant"):
+        for event in ("takedown.filed", "takedown.removed"):
+            assert outbox[recipient, event]["delivered_at"] is not None, outbox[recipient, event]
+    assert {r["takedown_id"] for r in rows if r["recipient"] == "claimant"} == {takedown_id}
+    assert outbox["owner", "job.published"]["takedown_id"] is None  # a job event: the owner's
+
+
+async def test_outbox_recipients_on_postgres(db: Database) -> None:
+    """`pending_events`' query on the real schema: owner rows (including rows written before
+    recipients existed) for the owner, one takedown's claimant rows for that claimant."""
+    job_id = f"job-recipients-{uuid.uuid4().hex[:8]}"  # a bare jobs row: no workflow needed
+    controls = {"prompt": "outbox recipients", "tier": "draft", "product": "track",
+                "duration_s": 6.0, "seed": 1}  # fmt: skip
+    await db.upsert_job(job_id=job_id, tenant="default", idempotency_key=None, request={},
+                        request_sha256="0" * 64, controls=controls, model_id="draft")  # fmt: skip
+    tdb = TakedownDB(db)
+    await db.pool.execute(  # a row as written before 0009: no recipient given
+        "INSERT INTO webhook_outbox (job_id, event, idempotency_key, payload)"
+        " VALUES ($1, 'legacy.event', $2, '{}')",
+        job_id, f"{job_id}:legacy",
+    )  # fmt: skip
+    for td in ("td-recip-a", "td-recip-b"):
+        await tdb.enqueue_webhook(td, job_id, event="takedown.filed", payload={"o": td})
+        await tdb.enqueue_webhook(td, job_id, event="takedown.filed", payload={"c": td},
+                                  recipient="claimant")  # fmt: skip
+    try:
+        owner = DeliverWebhooksInput(job_id=job_id, callback_url="http://o")
+        claimant_a = DeliverWebhooksInput(
+            job_id=job_id, callback_url="http://a", recipient="claimant", takedown_id="td-recip-a"
+        )
+        keys = [r["idempotency_key"] for r in await pending_events(db, owner)]
+        assert keys == [f"{job_id}:legacy", "td-recip-a:takedown.filed",
+                        "td-recip-b:takedown.filed"]  # fmt: skip
+        [only] = await pending_events(db, claimant_a)
+        assert only["idempotency_key"] == "td-recip-a:claimant:takedown.filed"
+        assert only["payload"] == {"c": "td-recip-a"}
+        with pytest.raises(Exception, match="check constraint"):  # only owner|claimant
+            await db.pool.execute(
+                "INSERT INTO webhook_outbox (job_id, event, idempotency_key, payload, recipient)"
+                " VALUES ($1, 'x', $2, '{}', 'someone')",
+                job_id, f"{job_id}:x",
+            )  # fmt: skip
+    finally:
+        await db.pool.execute("DELETE FROM webhook_outbox WHERE job_id = $1", job_id)
+        await db.pool.execute("DELETE FROM jobs WHERE job_id = $1", job_id)
