@@ -340,15 +340,6 @@ class Database:
             job_id, event, f"{job_id}:{event}", payload,
         )  # fmt: skip
 
-    async def pending_webhooks(self, job_id: str) -> list[dict[str, Any]]:
-        """The job's outbox events not yet accepted by the receiver, oldest first."""
-        rows = await self.pool.fetch(
-            "SELECT id, event, idempotency_key, payload FROM webhook_outbox"
-            " WHERE job_id = $1 AND delivered_at IS NULL ORDER BY id",
-            job_id,
-        )
-        return [dict(r) for r in rows]
-
     async def record_webhook_attempt(self, outbox_id: int, *, error: str | None) -> None:
         """Count one delivery attempt; no error means the receiver accepted it."""
         await self.pool.execute(
