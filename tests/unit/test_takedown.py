@@ -266,6 +266,11 @@ async def test_no_decision_escalates_but_never_removes(env: WorkflowEnvironment)
         assert status.state is TakedownState.QUARANTINED and status.decision is None
         assert "remove" not in stubs.calls and "restore" not in stubs.calls
         assert stubs.actions[:3] == ["filed", "quarantined", "dispute_window_closed"]
+        # The status flips before the escalation's audit activity has run: wait for it.
+        for _ in range(100):
+            if "escalated" in stubs.actions:
+                break
+            await asyncio.sleep(0.1)
         assert "escalated" in stubs.actions
 
         with pytest.raises(WorkflowUpdateFailedError) as late:
