@@ -5,46 +5,31 @@ Exit codes: 0 ok, 2 refused or bad input (one line saying why), 3 platform unrea
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from infra.db import Database, jsonable
+from infra.db import jsonable
 from infra.settings import get_settings
 from infra.takedown_db import TakedownDB
 from schemas.errors import TunesmithError
 from schemas.takedown import TakedownStatus
 from tunesmith import takedowns
+from tunesmith.cli_common import console, err, run, with_db
 from tunesmith.client import Client
 
 takedown_app = typer.Typer(
     help="Takedown claims: quarantine, dispute, decide.", no_args_is_help=True
 )
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 T = TypeVar("T")
 
 
 def _run(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine; tunesmith errors become one line and exit code 2."""
-    try:
-        return asyncio.run(fn())  # type: ignore[arg-type]
-    except TunesmithError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except (ConnectionError, OSError, RuntimeError) as exc:
-        if "connect" in str(exc).lower():
-            err.print(
-                f"[red]error:[/red] cannot reach the platform ({exc}); is `tunesmith up` running?"
-            )
-            raise typer.Exit(3) from None
-        raise
+    """Run `fn()` with the CLI's exit codes (see `cli_common.run`)."""
+    return run(fn())
 
 
 async def _with_client(fn: Callable[[Client], Awaitable[T]]) -> T:
@@ -52,11 +37,7 @@ async def _with_client(fn: Callable[[Client], Awaitable[T]]) -> T:
 
 
 async def _with_db(fn: Callable[[TakedownDB], Awaitable[T]]) -> T:
-    db = await Database.open(get_settings(), max_size=2)
-    try:
-        return await fn(TakedownDB(db))
-    finally:
-        await db.close()
+    return await with_db(lambda db: fn(TakedownDB(db)))
 
 
 def _print_status(
