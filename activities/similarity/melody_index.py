@@ -6,17 +6,21 @@ query, and only those are scored exactly.
 
 A window is `WINDOW_FRAMES` profile frames (4.5 s), cut every `HOP_FRAMES` (0.74 s) from a
 stored recording and every `QUERY_HOP_FRAMES` from a query, so each reference window has a
-query window within one frame of it wherever an excerpt (≥ 5 s) was copied. Its vector:
+query window within one frame of it wherever an excerpt (≥ 5 s) was copied. A 30 s query makes
+~90 windows × `QUERY_ROTATIONS` lookups, in one statement. Its vector:
 
-- the semitone bands folded to 12-bin chroma per `SUB_FRAMES` sub-block (4 × 1.1 s), each
+- the semitone bands folded to 12-bin chroma per `SUB_FRAMES` sub-block (12 × 0.37 s), each
   sub-block centred and scaled to unit length, the whole vector scaled to unit length too, so
-  the inner product is the mean cosine of the sub-blocks (blank frames are left out);
+  the inner product is the mean cosine of the sub-blocks (blank frames are left out). With
+  4 sub-blocks of 1.1 s the right recording ranked first among 200 draft pieces for 75 % of
+  the copies that exact scoring detects, with 12 for 97 % (and in the top 5 for 99 %);
 - rotated so the window's strongest pitch class comes first: a transposed copy rotates with
   its tune, so it lands on the same vector (chroma, unlike bands, wraps round, so no margin
   runs out). Noise or a codec can promote another strong pitch class, so a query looks up
   each of its `QUERY_ROTATIONS` strongest classes;
-- tempo: a 4.5 s window of a copy 5 % faster or slower drifts by at most 2 frames against
-  the 12-frame sub-blocks; the exact scoring then tries the tempo ratios.
+- tempo: a 4.5 s window of a copy 5 % faster or slower drifts by at most 2 frames from end
+  to end; the sub-blocks it smears were still enough for ±5 % copies (the exact scoring then
+  tries the tempo ratios).
 
 The chroma fold is what exact scoring avoids (unrelated drafts sharing a progression score
 alike), but here it only has to rank the right recording among the top `CANDIDATES`; recall of
@@ -40,12 +44,12 @@ from activities.similarity.melody import (
 
 INDEX_VERSION = 1  # stored per recording: a change of the vectors below needs a reindex
 WINDOW_FRAMES = 48  # 4.5 s
-SUB_FRAMES = 12
+SUB_FRAMES = 4
 SUBS = WINDOW_FRAMES // SUB_FRAMES
 DIMENSIONS = 12 * SUBS
 HOP_FRAMES = 8  # reference windows; a ≥ 5 s excerpt holds one whole (48 + 8 ≤ 54 frames)
-QUERY_HOP_FRAMES = 2
-QUERY_ROTATIONS = 3
+QUERY_HOP_FRAMES = 3
+QUERY_ROTATIONS = 2
 NEIGHBOURS = 10  # nearest reference windows per query window and rotation
 CANDIDATES = 20  # recordings scored exactly per check
 CHROMA_OCTAVES = STORED_BANDS // 12

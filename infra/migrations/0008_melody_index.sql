@@ -11,7 +11,7 @@ CREATE INDEX catalog_recordings_melody_index_version_idx
 CREATE TABLE catalog_melody_windows (
     recording       integer NOT NULL REFERENCES catalog_recordings (id) ON DELETE CASCADE,
     start_frame     integer NOT NULL,          -- window start in melody profile frames (93 ms)
-    embedding       vector(48) NOT NULL        -- unit length: inner product = cosine
+    embedding       vector(144) NOT NULL       -- unit length: inner product = cosine
 );
 CREATE INDEX catalog_melody_windows_embedding_idx
     ON catalog_melody_windows USING hnsw (embedding vector_ip_ops);
