@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import numpy as np
@@ -10,6 +11,8 @@ import pytest
 from activities.similarity import melody, melody_index
 from activities.similarity.catalog_db import CatalogDB, NewRecording
 from activities.similarity.checker import SimilarityChecker
+from infra.stack import LocalStack
+from tests.integration.helpers import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +107,16 @@ async def test_recordings_from_before_the_index_match_and_reindex_indexes_them(
     assert [b async for b in catalog.unindexed_melodies()] == []
     assert len(await checker.melody_candidates(profile)) == 1
     assert [m.recording_id for m in await checker.melody_matches(profile)] == ["old"]
+
+
+async def test_catalog_reindex_command(db: object, stack: LocalStack) -> None:
+    pool = db.pool  # type: ignore[attr-defined]
+    await CatalogDB(pool).add(_recording("old", _tune(np.random.default_rng(6), 200)))
+    await pool.execute("DELETE FROM catalog_melody_windows")
+    await pool.execute("UPDATE catalog_recordings SET melody_index_version = NULL")
+    result = await asyncio.to_thread(run_cli, stack, "catalog", "reindex", "--batch", "10")
+    assert result.returncode == 0, result.stderr
+    assert "indexed 1 recordings" in result.stdout
+    assert await pool.fetchval("SELECT count(*) FROM catalog_melody_windows") > 0
+    again = await asyncio.to_thread(run_cli, stack, "catalog", "reindex")
+    assert "indexed 0 recordings" in again.stdout
