@@ -315,6 +315,32 @@ def review_reject(
 
 
 # --- annotations, revisions, metrics --------------------------------------------------------
+async def annotate_job(
+    db: Database,
+    job_id: str,
+    *,
+    reviewer: str,
+    tags: list[str],
+    rating: int | None,
+    note: str | None,
+    post_edit: bool,
+) -> None:
+    """Record an annotation by an authorized reviewer (CLI and review page).
+
+    Raises:
+        JobNotFoundError: no such job.
+        ReviewNotAllowedError: the reviewer may not review this job's tenant (or is unknown).
+    """
+    job = await db.get_job(job_id)
+    if job is None:
+        raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
+    refusal = await reviewer_refusal(db, reviewer=reviewer, tenant=job["tenant"])
+    if refusal:
+        raise ReviewNotAllowedError(refusal)
+    await review_db.add_annotation(db, job_id, reviewer=reviewer, tags=tags, rating=rating,
+                                   note=note, post_edit=post_edit)  # fmt: skip
+
+
 @review_app.command("annotate")
 def review_annotate(
     job_id: str,
@@ -331,24 +357,20 @@ def review_annotate(
         err.print("[red]error:[/red] give at least one of --tag, --rating, --note, --post-edit")
         raise typer.Exit(2)
 
-    async def main(db: Database) -> None:
-        job = await db.get_job(job_id)
-        if job is None:
-            raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
-        refusal = await reviewer_refusal(db, reviewer=reviewer, tenant=job["tenant"])
-        if refusal:
-            raise ReviewNotAllowedError(refusal)
-        await review_db.add_annotation(
-            db,
-            job_id,
-            reviewer=reviewer,
-            tags=tag or [],
-            rating=rating,
-            note=note,
-            post_edit=post_edit,
+    tags = tag or []
+    _run(
+        _with_db(
+            lambda db: annotate_job(
+                db,
+                job_id,
+                reviewer=reviewer,
+                tags=tags,
+                rating=rating,
+                note=note,
+                post_edit=post_edit,
+            )
         )
-
-    _run(_with_db(main))
+    )
     console.print(f"job {job_id}: annotated by {reviewer}")
 
 

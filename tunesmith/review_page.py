@@ -22,7 +22,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
-from activities.review.authz import reviewer_refusal
 from infra import review_db
 from infra.db import Database
 from infra.settings import Settings
@@ -98,19 +97,10 @@ class ReviewPage:
         if not (tags or rating or note or post_edit):
             raise ReviewNotAllowedError("give at least a tag, a rating, a note or post-edit")
 
-        async def main() -> None:
-            job = await self.db.get_job(job_id)
-            if job is None:
-                raise JobNotFoundError(f"no job {job_id!r}")
-            refusal = await reviewer_refusal(self.db, reviewer=reviewer, tenant=job["tenant"])
-            if refusal:
-                raise ReviewNotAllowedError(refusal)
-            await review_db.add_annotation(
-                self.db, job_id, reviewer=reviewer, tags=tags, rating=rating, note=note,
-                post_edit=post_edit,
-            )  # fmt: skip
+        from tunesmith.cli_review import annotate_job
 
-        self.call(main())
+        self.call(annotate_job(self.db, job_id, reviewer=reviewer, tags=tags, rating=rating,
+                               note=note, post_edit=post_edit))  # fmt: skip
 
 
 # --- HTML --------------------------------------------------------------------------------------

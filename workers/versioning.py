@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from temporalio.api.deployment.v1 import WorkerDeploymentInfo
 from temporalio.api.enums.v1 import WorkerDeploymentVersionStatus
 from temporalio.api.workflowservice.v1 import (
     DescribeWorkerDeploymentRequest,
@@ -108,14 +109,14 @@ def _status_name(value: int) -> str:
     )
 
 
-async def describe(client: Client, settings: Settings) -> DeploymentState:
-    """The deployment's routing and versions, with running workflows per version.
+async def _deployment_info(client: Client, settings: Settings) -> WorkerDeploymentInfo:
+    """The server's view of the deployment (one RPC, no per-version workflow counts).
 
     Raises:
         RolloutError: no worker of the deployment has ever polled (versioning off or no worker).
     """
     try:
-        info = (
+        return (
             await client.workflow_service.describe_worker_deployment(
                 DescribeWorkerDeploymentRequest(
                     namespace=settings.temporal_namespace,
@@ -130,6 +131,15 @@ async def describe(client: Client, settings: Settings) -> DeploymentState:
                 " polled yet (is the stack up, with TUNESMITH_WORKER_VERSIONING on?)"
             ) from None
         raise
+
+
+async def describe(client: Client, settings: Settings) -> DeploymentState:
+    """The deployment's routing and versions, with running workflows per version.
+
+    Raises:
+        RolloutError: no worker of the deployment has ever polled (versioning off or no worker).
+    """
+    info = await _deployment_info(client, settings)
     routing = info.routing_config
     versions = []
     for summary in sorted(info.version_summaries, key=lambda s: s.create_time.ToDatetime()):
@@ -150,14 +160,16 @@ async def describe(client: Client, settings: Settings) -> DeploymentState:
     )
 
 
-async def _known_build(client: Client, settings: Settings, build: str) -> None:
-    state = await describe(client, settings)
-    if build not in {v.build_id for v in state.versions}:
-        known = ", ".join(v.build_id for v in state.versions) or "none"
+async def _known_build(client: Client, settings: Settings, build: str) -> WorkerDeploymentInfo:
+    """The deployment's info, after checking that workers of `build` have polled it."""
+    info = await _deployment_info(client, settings)
+    builds = [v.deployment_version.build_id for v in info.version_summaries]
+    if build not in builds:
         raise RolloutError(
             f"build {build!r} has no workers in deployment {settings.deployment_name!r}"
-            f" (known builds: {known}); start its workers first"
+            f" (known builds: {', '.join(builds) or 'none'}); start its workers first"
         )
+    return info
 
 
 async def promote(client: Client, settings: Settings, build: str) -> None:
@@ -186,9 +198,8 @@ async def ramp(client: Client, settings: Settings, build: str | None, percent: f
     if not 0 <= percent <= 100:
         raise RolloutError(f"ramp percentage must be within 0–100, not {percent}")
     if build is not None:
-        await _known_build(client, settings, build)
-        state = await describe(client, settings)
-        if build == state.current:
+        info = await _known_build(client, settings, build)
+        if build == info.routing_config.current_deployment_version.build_id:
             raise RolloutError(f"build {build!r} is already current; nothing to ramp")
     await client.workflow_service.set_worker_deployment_ramping_version(
         SetWorkerDeploymentRampingVersionRequest(
