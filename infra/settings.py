@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # PostgreSQL
     database_url: str | None = None
     pg_port: int = 15432
+    # shared_buffers of the embedded PostgreSQL; None: an eighth of the machine's memory, at
+    # least 128MB and at most 4GB (infra.stack.default_shared_buffers). Catalog lookups stay
+    # flat as the catalog grows only while its indexes fit here (README, Copyright similarity).
+    pg_shared_buffers: str | None = Field(default=None, pattern=r"^[1-9][0-9]*(kB|MB|GB)$")
 
     # S3-compatible artifact store
     s3_endpoint: str | None = None

@@ -49,6 +49,13 @@ def pg_bin(name: str) -> str:
     return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
 
 
+def default_shared_buffers() -> str:
+    """An eighth of physical memory, clamped to 128MB..4GB: the stack shares the host with
+    Temporal, the object store and model workers (a dedicated server would give a quarter)."""
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    return f"{min(max(total_mb // 8, 128), 4096)}MB"
+
+
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
@@ -205,6 +212,7 @@ class LocalStack:
             "-p", str(s.pg_port), "-h", "127.0.0.1",
             "-c", "unix_socket_directories=",  # TCP only: socket paths under deep dirs are too long
             "-c", "fsync=on", "-c", "max_connections=200",
+            "-c", f"shared_buffers={s.pg_shared_buffers or default_shared_buffers()}",
         ]  # fmt: skip
         self._claim_ports("postgres", s.pg_port)
         self.process("postgres").start(argv, env=self.child_env(), user=user)

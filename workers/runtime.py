@@ -6,11 +6,13 @@ import asyncio
 import logging
 import signal
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -25,6 +27,7 @@ from activities.publish.activity import PublishActivities
 from activities.publish.webhooks import WebhookActivities
 from activities.review.activity import ReviewActivities
 from activities.similarity.activity import SimilarityActivities
+from activities.similarity.catalog_db import CatalogDB
 from infra.db import Database
 from infra.settings import Settings
 from infra.store import ObjectStore
@@ -120,6 +123,19 @@ def _store_loader(store: ObjectStore) -> Callable[[str], tuple[np.ndarray, int]]
     return load
 
 
+async def _warm_catalog(db: Database) -> None:
+    """Load the catalog's fingerprint index into PostgreSQL's buffers (see `CatalogDB.warm`)."""
+    started = time.perf_counter()
+    try:
+        rows = await CatalogDB(db.pool).warm()
+    except (asyncpg.PostgresError, OSError) as e:
+        log.warning("could not warm the catalog fingerprint index: %s", e)
+        return
+    log.info(
+        "catalog fingerprint index warm: %d rows in %.1f s", rows, time.perf_counter() - started
+    )
+
+
 async def run_worker(kind: str, settings: Settings, ready_file: Path | None = None) -> None:
     """Run one worker until SIGINT/SIGTERM, then drain and exit."""
     if kind == "cpu":
@@ -133,6 +149,10 @@ async def run_worker(kind: str, settings: Settings, ready_file: Path | None = No
         client = await connect_temporal(settings)
         db = await Database.open(settings)
         stack.push_async_callback(db.close)
+        if kind == "cpu":
+            # In the background: a cold index makes the first checks slower, not wrong.
+            warming = asyncio.create_task(_warm_catalog(db))
+            stack.callback(warming.cancel)
         store = ObjectStore(settings)
         registry = None
         if kind == "gpu":

@@ -14,6 +14,11 @@ from activities.similarity import melody_index
 from activities.similarity.fingerprint_index import index_entries
 from activities.similarity.melody import MelodyError, MelodyProfile
 
+# Covers every row, so the planner (seq and bitmap scans off) reads the index leaf by leaf.
+WARM_FINGERPRINT_INDEX = (
+    "SELECT count(*) FROM catalog_fingerprint_index WHERE item_key >= -2147483648"
+)
+
 
 @dataclass(frozen=True)
 class NewRecording:
@@ -113,6 +118,19 @@ class CatalogDB:
             keys,
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    async def warm(self) -> int:
+        """Read the whole fingerprint index into PostgreSQL's shared buffers; its row count.
+
+        A lookup probes one random leaf page per query item, so on a cold cache most probes
+        are reads: at 10k recordings, right after a bulk load, a check took 14-17 ms instead
+        of 5 ms until a few hundred checks had pulled the index in. An index scan, unlike a
+        sequential one, keeps what it reads in shared_buffers, for as long as they can hold it.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL enable_seqscan = off")
+            await conn.execute("SET LOCAL enable_bitmapscan = off")
+            return int(await conn.fetchval(WARM_FINGERPRINT_INDEX))
 
     async def fingerprints(self, ids: list[int]) -> dict[int, np.ndarray]:
         rows = await self.pool.fetch(

@@ -17,6 +17,7 @@ what a full scan of the catalog, the detector before its index, costs per record
 
 from __future__ import annotations
 
+import asyncio
 import statistics
 import time
 
@@ -161,6 +162,31 @@ async def _melody_queries(
     return times, found / n
 
 
+async def _sizes(db: Database) -> str:
+    """What must stay in shared_buffers for lookups to stay flat, next to its size."""
+    row = await db.pool.fetchrow(
+        "SELECT pg_relation_size('catalog_fingerprint_index_key_idx') AS fingerprint, "
+        "pg_relation_size('catalog_melody_windows_embedding_idx') AS melody, "
+        "current_setting('shared_buffers') AS buffers"
+    )
+    return (f"fingerprint index {row['fingerprint'] / 2**20:.0f} MB, melody HNSW index "
+            f"{row['melody'] / 2**20:.0f} MB, shared_buffers {row['buffers']}")  # fmt: skip
+
+
+async def _index_blocks(db: Database, kind: str) -> tuple[int, int]:
+    """(hit, read) block counters of the index a `kind` lookup scans (pg_statio, cumulative)."""
+    index = {"fingerprint": "catalog_fingerprint_index_key_idx",
+             "melody": "catalog_melody_windows_embedding_idx"}[kind]  # fmt: skip
+    # Backends flush their counters when idle, at most once a second and otherwise within 10 s.
+    await asyncio.sleep(11)
+    await db.pool.execute("SELECT pg_stat_clear_snapshot()")
+    row = await db.pool.fetchrow(
+        "SELECT idx_blks_hit, idx_blks_read FROM pg_statio_user_indexes WHERE indexrelname = $1",
+        index,
+    )
+    return int(row[0]), int(row[1])
+
+
 async def bench_similarity(db: Database, queries: int = 100, melody_queries: int = 30) -> None:
     rng = np.random.default_rng(0)
     await db.pool.execute("TRUNCATE catalog_recordings CASCADE")
@@ -176,15 +202,23 @@ async def bench_similarity(db: Database, queries: int = 100, melody_queries: int
         items = size * ITEMS_PER_RECORDING / 1e6
         print(f"  {size:>6} recordings: {items:.1f} M fingerprint items, "
               f"{windows / 1e3:.0f} k melody windows (loaded in {load_s:.0f} s)")  # fmt: skip
+        print(f"    {await _sizes(db)}")
+        await CatalogDB(db.pool).warm()  # as a CPU worker does when it starts
         for kind, measure, n in (("fingerprint", _queries, queries),
                                  ("melody", _melody_queries, melody_queries)):  # fmt: skip
-            await measure(db, rng, size, 5)  # warm caches and the pool
+            await measure(db, rng, size, 5)  # warm the pool and the melody index's hot pages
+            hit, read = await _index_blocks(db, kind)
             times, recall = await measure(db, rng, size, n)
+            hit, read = [
+                after - before
+                for after, before in zip(await _index_blocks(db, kind), (hit, read), strict=True)
+            ]
             p50 = statistics.median(times)
             p95 = float(np.percentile(times, 95))
             results[kind][size] = (p50, p95, recall)
             print(f"    {kind:<11} median {p50 * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  "
-                  f"found {recall:.2f}  ({n} queries)")  # fmt: skip
+                  f"found {recall:.2f}  ({n} queries; index pages read from outside "
+                  f"shared_buffers: {read} of {hit + read})")  # fmt: skip
     print("  10x catalog (1k → 10k recordings), side by side (goal ≤ 2x):")
     for kind, r in results.items():
         print(f"    {kind:<11} median {r[1_000][0] * 1000:7.1f} → {r[10_000][0] * 1000:7.1f} ms "

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from activities.controls.normalize import normalize_request
 from activities.inference.draft import DraftBackend
-from activities.similarity.catalog_db import CatalogDB
+from activities.similarity.catalog_db import WARM_FINGERPRINT_INDEX, CatalogDB
 from infra.stack import LocalStack
 from schemas.jobs import Stage
 from tests.integration.helpers import run_cli, short_request, wait_for_stage
@@ -91,6 +91,20 @@ async def test_nothing_half_written_for_failed_files(db: object) -> None:
     )
     assert orphans == 0
     assert await catalog.count() == 2
+
+
+async def test_warm_reads_the_whole_fingerprint_index(db: object) -> None:
+    catalog = CatalogDB(db.pool)  # type: ignore[attr-defined]
+    rows = await catalog.pool.fetchval("SELECT count(*) FROM catalog_fingerprint_index")
+    assert rows > 0 and await catalog.warm() == rows
+    async with catalog.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL enable_bitmapscan = off")
+        plan = await conn.fetchval(f"EXPLAIN (FORMAT JSON) {WARM_FINGERPRINT_INDEX}")
+    scan = json.loads(plan)[0]["Plan"]["Plans"][0]
+    # An index scan keeps its pages in shared_buffers; a sequential one would use a small ring.
+    assert scan["Node Type"] == "Index Only Scan"
+    assert scan["Index Name"] == "catalog_fingerprint_index_key_idx"
 
 
 def test_check_finds_the_excerpt_with_offsets_and_blocks(

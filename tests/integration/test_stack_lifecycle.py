@@ -25,7 +25,7 @@ SERVICES = ("temporal", "postgres", "s3", "worker-cpu", "worker-gpu")
 
 def test_state_survives_down_and_up() -> None:
     home = Path(tempfile.mkdtemp(prefix="tunesmith-lifecycle-"))
-    stack = LocalStack(make_settings(home))
+    stack = LocalStack(make_settings(home, pg_shared_buffers="160MB"))
     bystander = psutil.Popen(["sleep", "300"])  # a process `down` must not touch
     try:
         stack.up(log=lambda _m: None)
@@ -38,6 +38,9 @@ def test_state_survives_down_and_up() -> None:
         assert sum("already running" in m for m in messages) == len(SERVICES)
 
         job_id, wav_uri = asyncio.run(_publish_one(stack))
+        assert (
+            "catalog fingerprint index warm: " in stack.process("worker-cpu").log_file.read_text()
+        )
 
         stack.down(log=lambda _m: None)
         assert all(not psutil.pid_exists(pid) for pid in pids.values())
@@ -70,6 +73,7 @@ async def _still_there(stack: LocalStack, job_id: str, wav_uri: str) -> None:
     try:
         job = await db.get_job(job_id)
         assert job is not None and job["stage"] == "published"
+        assert await db.pool.fetchval("SHOW shared_buffers") == "160MB"  # TUNESMITH_PG_...
     finally:
         await db.close()
     assert ObjectStore(stack.settings).exists(wav_uri)
