@@ -38,9 +38,9 @@ def run(coro: Awaitable[T]) -> T:
         raise
 
 
-async def with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
-    """Call `fn` with a short-lived metadata DB connection."""
-    db = await Database.open(get_settings(), max_size=2)
+async def with_db(fn: Callable[[Database], Awaitable[T]], max_size: int = 2) -> T:
+    """Call `fn` with a short-lived metadata DB pool of up to `max_size` connections."""
+    db = await Database.open(get_settings(), max_size=max_size)
     try:
         return await fn(db)
     finally:

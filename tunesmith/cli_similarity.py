@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -24,33 +22,19 @@ from activities.similarity.catalog import (
 from activities.similarity.catalog_db import CatalogDB
 from activities.similarity.checker import SimilarityChecker
 from activities.similarity.chromaprint import ChromaprintUnavailableError, FingerprintError
-from infra.db import Database, jsonable
-from infra.settings import get_settings
+from infra.db import jsonable
+from tunesmith.cli_common import console, err, fail, run, with_db
 
 catalog_app = typer.Typer(help="Reference recordings checked for copying.", no_args_is_help=True)
 similarity_app = typer.Typer(help="Check audio against the catalog.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluate detectors.", no_args_is_help=True)
 
-console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
 T = TypeVar("T")
 
 
 def _with_catalog(fn: Callable[[CatalogDB], Awaitable[T]]) -> T:
-    async def run() -> T:
-        db = await Database.open(get_settings(), max_size=4)
-        try:
-            return await fn(CatalogDB(db.pool))
-        finally:
-            await db.close()
-
-    try:
-        return asyncio.run(run())
-    except (ConnectionError, OSError) as exc:
-        err.print(
-            f"[red]error:[/red] cannot reach the database ({exc}); is `tunesmith up` running?"
-        )
-        raise typer.Exit(3) from None
+    """Run `fn` on the catalog over a short-lived pool (ingest adds files in parallel)."""
+    return run(with_db(lambda db: fn(CatalogDB(db.pool)), max_size=4))
 
 
 @catalog_app.command("add")
@@ -148,13 +132,11 @@ def similarity_check(file: Path, json_out: Annotated[bool, typer.Option("--json"
     Exit code 2 when the file cannot be checked (unreadable, too short).
     """
     if not file.is_file():
-        err.print(f"[red]error:[/red] no such file: {file}")
-        raise typer.Exit(2)
+        raise fail(f"no such file: {file}")
     try:
         report = _with_catalog(lambda c: SimilarityChecker(c).check_file(file))
     except (FingerprintError, IngestError, ChromaprintUnavailableError) as exc:
-        err.print(f"[red]error:[/red] {file}: {exc}")
-        raise typer.Exit(2) from None
+        raise fail(f"{file}: {exc}") from None
     if json_out:
         console.print_json(json.dumps({
             "file": str(file), "risk": report.risk, "reasons": report.reasons,
@@ -195,8 +177,7 @@ def eval_similarity(
     if generate:
         render_demo_catalog(catalog, generate)
     if not catalog.is_dir():
-        err.print(f"[red]error:[/red] not a folder: {catalog}")
-        raise typer.Exit(2)
+        raise fail(f"not a folder: {catalog}")
     report = asyncio.run(evaluate(
         catalog, limit=limit, clean_tracks=clean, seed=seed,
         progress=None if json_out else (lambda msg: err.print(msg)),

@@ -1,0 +1,34 @@
+"""Commands give exit code 3 and one line, not a traceback, when the platform is down."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from infra.stack import free_port
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["catalog", "list"],
+        ["catalog", "reindex"],
+        ["similarity", "check", __file__],  # a file that exists: fails at the database
+        ["search", "--tempo", "120-130"],
+        ["review", "list"],
+    ],
+)
+def test_unreachable_platform_exits_3(args: list[str]) -> None:
+    port = str(free_port())  # nothing listens there
+    env = {**os.environ, "TUNESMITH_PG_PORT": port, "TUNESMITH_TEMPORAL_PORT": port}
+    env.pop("TUNESMITH_DATABASE_URL", None)
+    env.pop("TUNESMITH_TEMPORAL_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith", *args],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot reach the platform" in proc.stderr and "Traceback" not in proc.stderr
