@@ -28,6 +28,7 @@ from activities.similarity.catalog_db import CatalogDB, insert_melody_windows
 from activities.similarity.checker import SimilarityChecker
 from activities.similarity.fingerprint_index import index_entries
 from infra.db import Database
+from tests.synthetic_melody import synthetic_profile
 
 ITEMS_PER_RECORDING = 480
 QUERY_ITEMS = 240
@@ -85,26 +86,6 @@ async def _queries(
     return times, found / n
 
 
-def _tune(rng: np.random.Generator, frames: int) -> np.ndarray:
-    """A synthetic melody profile (frames × `STORED_BANDS`) shaped like `melody.profile`'s."""
-    bands = np.zeros((frames, melody.STORED_BANDS), dtype=np.float32)
-    root = int(rng.integers(12, 24))
-    t = 0
-    while t < frames:
-        length = int(rng.integers(3, 7))
-        note = root + int(rng.choice([0, 2, 4, 5, 7, 9, 11, 12, 14, 16]))
-        for band, gain in ((note, 1.0), (note + 12, 0.5), (note + 19, 0.3)):
-            if band < melody.STORED_BANDS:
-                bands[t : t + length, band] += gain
-        t += length
-    for start in range(0, frames, 16):  # a triad every 1.5 s under the tune
-        chord = int(rng.integers(0, 12))
-        for step in (0, 4, 7):
-            bands[start : start + 16, chord + step] += 0.4
-    bands += rng.random(bands.shape).astype(np.float32) * 0.05
-    return np.log1p(100 * bands / bands.mean()).astype(np.float32)
-
-
 async def _fill_melodies(db: Database, rng: np.random.Generator, start: int, count: int) -> None:
     """Melody profiles and index windows for recordings start+1..start+count (already loaded).
 
@@ -116,7 +97,7 @@ async def _fill_melodies(db: Database, rng: np.random.Generator, start: int, cou
     await db.pool.execute("DROP INDEX catalog_melody_windows_embedding_idx")
     for first in range(start, start + count, 500):
         ids = list(range(first + 1, min(start + count, first + 500) + 1))
-        profiles = {i: melody.MelodyProfile(_tune(rng, MELODY_FRAMES)) for i in ids}
+        profiles = {i: melody.MelodyProfile(synthetic_profile(rng, MELODY_FRAMES)) for i in ids}
         async with db.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE catalog_recordings r SET melody = t.m, melody_beats = t.f, "
@@ -152,7 +133,7 @@ async def _melody_queries(
         excerpt[:, 0] = 0.0
         faster = np.round(np.arange(int(EXCERPT_FRAMES / 1.04)) * 1.04).astype(int)
         excerpt = excerpt[faster]
-        query = _tune(rng, QUERY_FRAMES)
+        query = synthetic_profile(rng, QUERY_FRAMES)
         at = int(rng.integers(0, QUERY_FRAMES - len(excerpt)))
         query[at : at + len(excerpt)] = excerpt
         started = time.perf_counter()

@@ -8,28 +8,9 @@ import pytest
 from activities.similarity import melody, melody_index
 from activities.similarity.checker import SimilarityChecker
 from activities.similarity.evaluation import InMemoryCatalog
+from tests.synthetic_melody import synthetic_profile
 
 SR = 22050
-
-
-def _bands(rng: np.random.Generator, frames: int) -> np.ndarray:
-    """A synthetic profile: a tune with two overtones over a triad that changes every 1.5 s."""
-    bands = np.zeros((frames, melody.STORED_BANDS), dtype=np.float32)
-    root = int(rng.integers(12, 24))
-    t = 0
-    while t < frames:
-        length = int(rng.integers(3, 7))
-        note = root + int(rng.choice([0, 2, 4, 5, 7, 9, 11, 12, 14, 16]))
-        for band, gain in ((note, 1.0), (note + 12, 0.5), (note + 19, 0.3)):
-            if band < melody.STORED_BANDS:
-                bands[t : t + length, band] += gain
-        t += length
-    for start in range(0, frames, 16):
-        chord = int(rng.integers(0, 12))
-        for step in (0, 4, 7):
-            bands[start : start + 16, chord + step] += 0.4
-    bands += rng.random(bands.shape).astype(np.float32) * 0.05
-    return np.log1p(100 * bands / bands.mean()).astype(np.float32)
 
 
 def _copy(source: np.ndarray, semitones: int, tempo: float) -> np.ndarray:
@@ -50,7 +31,7 @@ def catalog() -> tuple[InMemoryCatalog, list[np.ndarray]]:
     cat = InMemoryCatalog()
     tunes = []
     for i in range(400):
-        bands = _bands(rng, 484)
+        bands = synthetic_profile(rng, 484)
         tunes.append(bands)
         cat.add(f"rec-{i}", f"tune {i}", [], melody.MelodyProfile(bands).to_bytes())
     return cat, tunes
@@ -66,7 +47,7 @@ def test_planted_excerpt_is_a_candidate_among_distractors(
     for source in rng.choice(len(tunes), size=10, replace=False).tolist():
         start = int(rng.integers(0, 484 - 60))
         excerpt = _copy(tunes[source][start : start + 60], semitones, tempo)  # ≈ 5.6 s
-        query = _bands(rng, 323)  # 30 s of another tune
+        query = synthetic_profile(rng, 323)  # 30 s of another tune
         at = int(rng.integers(0, 323 - len(excerpt)))
         query[at : at + len(excerpt)] = excerpt
         checker = SimilarityChecker(cat)
@@ -80,7 +61,7 @@ def test_planted_copy_is_reported_by_the_check(
 ) -> None:
     cat, tunes = catalog
     excerpt = _copy(tunes[123][200:300], 1, 1.04)
-    query = _bands(np.random.default_rng(9), 323)
+    query = synthetic_profile(np.random.default_rng(9), 323)
     query[100 : 100 + len(excerpt)] = excerpt
     matches = asyncio.run(SimilarityChecker(cat).melody_matches(melody.MelodyProfile(query)))
     assert [m.recording_id for m in matches] == ["rec-123"]
@@ -89,7 +70,7 @@ def test_planted_copy_is_reported_by_the_check(
 
 
 def test_vectors_are_unit_length_and_key_invariant() -> None:
-    bands = _bands(np.random.default_rng(5), 200)
+    bands = synthetic_profile(np.random.default_rng(5), 200)
     starts, vectors = melody_index.reference_vectors(melody.MelodyProfile(bands))
     assert vectors.shape == (len(starts), melody_index.DIMENSIONS)
     assert np.all(np.diff(starts) % melody_index.HOP_FRAMES == 0)
@@ -158,10 +139,10 @@ def test_blank_profile_gives_no_vectors_and_no_matches() -> None:
 def test_recordings_missing_from_the_index_are_still_compared() -> None:
     """A catalog ingested before the index: scanned one by one until `catalog reindex`."""
     rng = np.random.default_rng(8)
-    bands = _bands(rng, 484)
+    bands = synthetic_profile(rng, 484)
     cat = InMemoryCatalog()
     rid = cat.add("old", "old", [], melody.MelodyProfile(bands).to_bytes(), indexed=False)
-    query = _bands(rng, 323)
+    query = synthetic_profile(rng, 323)
     query[50:150] = bands[300:400]
     checker = SimilarityChecker(cat)
     profile = melody.MelodyProfile(query)
