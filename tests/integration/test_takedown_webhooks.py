@@ -1,23 +1,17 @@
 """Takedown notifications reach the owner's callback URL and the claimant's, signed, each only
 its own events; removal catalogs every stem.
 
-The receivers below behave like real consumers: each checks the HMAC signature of the raw body
-(refusing a bad one with 401), drops a redelivered event by its `Idempotency-Key`, and answers
-204.
+The receivers (tests/webhook_receiver.py) behave like real consumers: each checks the HMAC
+signature of the raw body (refusing a bad one with 401) and counts a redelivered event once, by
+its `Idempotency-Key`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hashlib
-import hmac
 import json
-import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from temporalio.testing import ActivityEnvironment
@@ -32,6 +26,7 @@ from schemas.errors import InvalidRequestError
 from schemas.jobs import DeliverWebhooksInput, Stage
 from schemas.takedown import ApplyOutcomeInput, RecordedDecision, TakedownSettings, TakedownState
 from tests.integration.helpers import run_cli, short_request
+from tests.webhook_receiver import WebhookReceiver, serving
 from tunesmith import Client
 from tunesmith import takedowns as sdk
 
@@ -44,70 +39,18 @@ CLAIMANT_FIELDS = {"takedown_id", "job_id", "state", "at", "filed_at", "dispute_
                    "disputed", "decision", "decided_at"}  # fmt: skip
 
 
-class SignedReceiver:
-    """Webhook consumer on 127.0.0.1 (free port): verified events, each once, in arrival order."""
-
-    def __init__(self, secret: str) -> None:
-        self.events: list[dict[str, Any]] = []
-        self.seen: set[str] = set()
-        self.refused = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-                if not hmac.compare_digest(self.headers.get("X-Tunesmith-Signature", ""), expected):
-                    receiver.refused += 1
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                key = self.headers["Idempotency-Key"]
-                if key not in receiver.seen:  # a retry or a second delivery run: already handled
-                    receiver.seen.add(key)
-                    receiver.events.append(json.loads(body) | {"idempotency_key": key})
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/tunesmith"
-
-    def names(self) -> list[str]:
-        return [e["event"] for e in self.events]
-
-    async def wait_for(self, event: str, timeout_s: float = 60.0) -> dict[str, Any]:
-        for _ in range(int(timeout_s / 0.1)):
-            for received in self.events:
-                if received["event"] == event:
-                    return received
-            await asyncio.sleep(0.1)
-        raise AssertionError(f"no {event} event; received {self.names()}")
-
-
-def serve(stack: LocalStack) -> Iterator[SignedReceiver]:
-    r = SignedReceiver(stack.child_env()["TUNESMITH_WEBHOOK_SECRET"])
-    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
-
-
 @pytest.fixture
-def receiver(stack: LocalStack) -> Iterator[SignedReceiver]:
+def receiver(stack: LocalStack) -> Iterator[WebhookReceiver]:
     """The asset owner's webhook (the job's callback URL)."""
-    yield from serve(stack)
+    with serving(secret=stack.child_env()["TUNESMITH_WEBHOOK_SECRET"]) as r:
+        yield r
 
 
 @pytest.fixture
-def claimant_receiver(stack: LocalStack) -> Iterator[SignedReceiver]:
+def claimant_receiver(stack: LocalStack) -> Iterator[WebhookReceiver]:
     """The claimant's webhook (the claim's callback URL)."""
-    yield from serve(stack)
+    with serving(secret=stack.child_env()["TUNESMITH_WEBHOOK_SECRET"]) as r:
+        yield r
 
 
 @pytest.fixture
@@ -123,8 +66,8 @@ async def test_stems_takedown_notifies_both_parties_and_catalogs_every_stem(
     db: Database,
     store: ObjectStore,
     stack: LocalStack,
-    receiver: SignedReceiver,
-    claimant_receiver: SignedReceiver,
+    receiver: WebhookReceiver,
+    claimant_receiver: WebhookReceiver,
     forget_catalog: None,
 ) -> None:
     request = short_request(prompt="takedown stems piece", product="stems", duration_s=8.0,
@@ -234,9 +177,9 @@ async def test_stems_takedown_notifies_both_parties_and_catalogs_every_stem(
     assert claimant_receiver.refused == 0
     # Neither party got the other's events: the owner saw none of the claimant's keys, and
     # nothing of the owner's (request, contact, objects, job events) reached the claimant.
-    assert all(":claimant:" not in e["idempotency_key"] for e in receiver.events)
-    assert all(":claimant:" in e["idempotency_key"] for e in claimant_receiver.events)
-    claimant_text = json.dumps(claimant_receiver.events)
+    assert all(":claimant:" not in e["idempotency_key"] for e in receiver.events())
+    assert all(":claimant:" in e["idempotency_key"] for e in claimant_receiver.events())
+    claimant_text = json.dumps(claimant_receiver.events())
     assert "legal@delta.example" not in claimant_text and f"{job_id}/" not in claimant_text
 
     events = await TakedownDB(db).events(takedown_id)

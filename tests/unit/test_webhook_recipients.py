@@ -7,19 +7,17 @@ tests/integration/test_takedown_webhooks.py.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.publish.webhooks import WebhookActivities, pending_events, sign
+from activities.publish.webhooks import WebhookActivities, pending_events
 from schemas.errors import WEBHOOK_REJECTED
 from schemas.jobs import DeliverWebhooksInput
+from tests.webhook_receiver import WebhookReceiver, serving
 
 SECRET = "unit-secret"
 
@@ -56,38 +54,10 @@ class FakeDB:
             next(r for r in self.pool.rows if r["id"] == outbox_id)["delivered_at"] = "now"
 
 
-class Receiver:
-    """Records the event names POSTed to it (with their path and signature check)."""
-
-    def __init__(self) -> None:
-        self.got: list[tuple[str, str, bool]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                signed = self.headers.get("X-Tunesmith-Signature") == sign(SECRET, body)
-                receiver.got.append((self.path, json.loads(body)["event"], signed))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *_args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    thread = threading.Thread(target=r.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+def receiver() -> Iterator[WebhookReceiver]:
+    with serving(secret=SECRET) as r:  # a wrong signature gets 401, so nothing is delivered
         yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 def outbox() -> list[dict[str, Any]]:
@@ -127,7 +97,7 @@ async def test_a_claimant_delivery_without_its_takedown_is_refused() -> None:
     assert db.pool.queries == []  # nothing read, so nothing could be sent anywhere
 
 
-async def test_deliveries_go_to_their_own_url_signed(receiver: Receiver) -> None:
+async def test_deliveries_go_to_their_own_url_signed(receiver: WebhookReceiver) -> None:
     db = FakeDB(outbox())
     acts = WebhookActivities(db, secret=SECRET, timeout_s=5)  # type: ignore[arg-type]
     env = ActivityEnvironment()
@@ -137,12 +107,12 @@ async def test_deliveries_go_to_their_own_url_signed(receiver: Receiver) -> None
     assert out.delivered == 2
     owner = DeliverWebhooksInput(job_id="job-1", callback_url=f"{receiver.base}/owner")
     assert (await env.run(acts.deliver_webhooks, owner)).delivered == 3
-    assert receiver.got == [
-        ("/claimant", "takedown.filed", True),
-        ("/claimant", "takedown.restored", True),
-        ("/owner", "job.published", True),
-        ("/owner", "takedown.filed", True),
-        ("/owner", "takedown.restored", True),
+    assert [(r.path, r.event["event"], r.status) for r in receiver.requests] == [
+        ("/claimant", "takedown.filed", 204),
+        ("/claimant", "takedown.restored", 204),
+        ("/owner", "job.published", 204),
+        ("/owner", "takedown.filed", 204),
+        ("/owner", "takedown.restored", 204),
     ]
     # Delivered rows are not sent again; the other claimant's and job's rows are still pending.
     assert (await env.run(acts.deliver_webhooks, claimant)).delivered == 0
