@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from activities.similarity import melody, melody_index
+from activities.similarity import catalog_db, melody, melody_index
 from activities.similarity.catalog_db import CatalogDB, NewRecording
 from activities.similarity.checker import SimilarityChecker
 from infra.stack import LocalStack
@@ -82,6 +82,22 @@ async def test_ingest_indexes_windows_and_the_check_finds_a_transposed_copy(db: 
     assert [b async for b in catalog.unindexed_melodies()] == []
     assert await catalog.remove("tune-29")
     assert await pool.fetchval("SELECT count(*) FROM catalog_melody_windows") < expected
+
+
+async def test_window_lookup_split_over_connections_finds_the_same_windows(
+    db: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = CatalogDB(db.pool)  # type: ignore[attr-defined]
+    rng = np.random.default_rng(6)
+    for i in range(12):
+        await catalog.add(_recording(f"tune-{i}", _tune(rng, 484)))
+    _, vectors = melody_index.query_vectors(melody.MelodyProfile(_tune(rng, 323)))
+    assert catalog.pool.get_max_size() // 2 >= 2  # so the lookup below is split
+    split = await catalog.nearest_melody_windows(vectors, 10)
+    monkeypatch.setattr(catalog_db, "MAX_KNN_STATEMENTS", 1)
+    single = await catalog.nearest_melody_windows(vectors, 10)
+    assert len(split) == 10 * len(vectors)
+    assert sorted(split) == sorted(single)  # query rows numbered across the parts
 
 
 async def test_recordings_from_before_the_index_match_and_reindex_indexes_them(
