@@ -7,7 +7,8 @@ query, and only those are scored exactly.
 A window is `WINDOW_FRAMES` profile frames (4.5 s), cut every `HOP_FRAMES` (0.74 s) from a
 stored recording and every `QUERY_HOP_FRAMES` from a query, so each reference window has a
 query window within one frame of it wherever an excerpt (≥ 5 s) was copied. A 30 s query makes
-~90 windows × `QUERY_ROTATIONS` lookups, in one statement. Its vector:
+~90 windows × `QUERY_ROTATIONS` lookups, split over a few concurrent statements
+(`CatalogDB.nearest_melody_windows`). Its vector:
 
 - the semitone bands folded to 12-bin chroma per `SUB_FRAMES` sub-block (12 × 0.37 s), each
   sub-block centred and scaled to unit length, the whole vector scaled to unit length too, so
