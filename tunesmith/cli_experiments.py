@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from activities.experiments import store as edb
 from activities.experiments.guard import (
     DEFAULT_REQUESTS,
     GuardResult,
@@ -29,7 +30,6 @@ from activities.inference.backend import ModelBackend
 from activities.inference.failures import ModelWeightsMissingError
 from activities.inference.model_settings import TIERS, get_model_settings
 from activities.inference.registry import ModelRegistry, UnknownModelError
-from infra import experiments_db as edb
 from infra.db import Database, jsonable
 from infra.settings import get_settings
 from tunesmith.cli_common import console, err

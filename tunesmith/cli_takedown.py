@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal, TypeVar
 import typer
 from rich.table import Table
 
+from activities.takedown.store import TakedownDB
 from infra.db import jsonable
 from infra.settings import get_settings
-from infra.takedown_db import TakedownDB
 from schemas.errors import TunesmithError
 from schemas.takedown import TakedownStatus
 from tunesmith import takedowns

@@ -33,7 +33,7 @@ from activities.controls.inputs import (
     upload_local_inputs,
 )
 from activities.controls.normalize import ControlInputs, normalize_request
-from infra import review_db
+from activities.review import store as review_db
 from infra.db import Database
 from infra.settings import Settings, get_settings
 from infra.store import ObjectStore

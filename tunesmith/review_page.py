@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
-from infra import review_db
+from activities.review import store as review_db
 from infra.db import Database
 from infra.settings import Settings
 from infra.store import ObjectStore

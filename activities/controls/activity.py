@@ -10,7 +10,7 @@ from temporalio.exceptions import ApplicationError
 from activities.controls.inputs import load_stored_inputs
 from activities.controls.normalize import normalize_request
 from activities.experiments import apply_experiments
-from infra import experiments_db
+from activities.experiments import store as experiments_db
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import INVALID_REQUEST, JOB_ALREADY_FINISHED, InvalidRequestError

@@ -53,7 +53,7 @@ def _floats(rows: Iterable[dict[str, Any]], key: str) -> list[float]:
 
 
 def variant_result(variant: str, rows: list[dict[str, Any]], *, ratings: bool) -> VariantResult:
-    """Metrics of one variant's jobs (rows of `infra.experiments_db.report_rows`).
+    """Metrics of one variant's jobs (rows of `activities.experiments.store.report_rows`).
 
     Error rate and cost are over finished jobs; auto-approve over jobs with a review outcome;
     human approval over human decisions (approved | rejected).

@@ -1,1 +1,1 @@
-"""Step 6: the review policy and the recording of review decisions."""
+"""Step 6: the review policy, the recording of review decisions and the review queue's store."""

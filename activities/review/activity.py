@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.review import store as review_db
 from activities.review.authz import reviewer_refusal
-from infra import review_db
 from infra.db import Database
 from schemas.jobs import (
     AuthorizeReviewInput,

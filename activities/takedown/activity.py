@@ -14,9 +14,9 @@ from temporalio.exceptions import ApplicationError
 from activities.similarity.catalog import RecordingMetadata, ingest
 from activities.similarity.catalog_db import CatalogDB
 from activities.takedown import objects
+from activities.takedown.store import TakedownDB
 from infra.db import Database
 from infra.store import ObjectStore
-from infra.takedown_db import TakedownDB
 from schemas.takedown import (
     TAKEDOWN_NOT_ALLOWED,
     ApplyOutcomeInput,

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from activities.experiments import apply_experiments, assign_variant
-from infra import experiments_db as edb
+from activities.experiments import store as edb
 from infra.stack import LocalStack
 from schemas.request import validate_request
 from tunesmith.client import job_id_for

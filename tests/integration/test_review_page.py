@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
-from infra import review_db
+from activities.review import store as review_db
 from infra.db import Database
 from infra.settings import Settings
 from schemas.jobs import Stage

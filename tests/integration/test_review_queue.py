@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from infra import review_db
+from activities.review import store as review_db
 from infra.db import Database
 from infra.stack import LocalStack
 from schemas import names

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import review_db
+from activities.review import store as review_db
 from infra.db import Database
 from infra.stack import LocalStack
 from schemas.jobs import JobStatus, Stage

@@ -11,10 +11,10 @@ from typing import Any
 import httpx
 import pytest
 
+from activities.takedown.store import TakedownDB
 from infra.db import Database
 from infra.stack import LocalStack
 from infra.store import ObjectStore
-from infra.takedown_db import TakedownDB
 from schemas.jobs import Stage
 from schemas.takedown import TakedownSettings
 from tests.integration.helpers import run_cli, short_request, wait_for_stage

@@ -18,10 +18,10 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.publish.webhooks import pending_events
 from activities.takedown.activity import TakedownActivities
+from activities.takedown.store import TakedownDB
 from infra.db import Database
 from infra.stack import LocalStack
 from infra.store import ObjectStore
-from infra.takedown_db import TakedownDB
 from schemas.errors import InvalidRequestError
 from schemas.jobs import DeliverWebhooksInput, Stage
 from schemas.takedown import ApplyOutcomeInput, RecordedDecision, TakedownSettings, TakedownState

@@ -1,4 +1,4 @@
-"""PostgreSQL queries for takedowns (tables from `migrations/0006_takedowns.sql`, claimant
+"""PostgreSQL queries for takedowns (tables from `infra/migrations/0006_takedowns.sql`, claimant
 callbacks and outbox recipients from `0009_takedown_claimant_callback.sql`).
 
 Every write is idempotent, so a retried activity never writes a second row.
