@@ -68,9 +68,10 @@ class ManagedProcess:
             import pwd
 
             group, extra_groups = pwd.getpwnam(user).pw_gid, []
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_file, "ab") as log:
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} start {argv}\n".encode())
             log.flush()
             proc = subprocess.Popen(
@@ -83,6 +84,7 @@ class ManagedProcess:
                 user=user,
                 group=group,
                 extra_groups=extra_groups,
+                umask=0o077,  # what services write under the state dir is the user's alone
                 start_new_session=True,  # survives the CLI exiting; not killed by its Ctrl-C
             )
         started = psutil.Process(proc.pid).create_time()

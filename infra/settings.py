@@ -9,9 +9,13 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from infra.credentials import read_local_secret
+from schemas.errors import MissingSecretError
 
 
 class Settings(BaseSettings):
@@ -34,6 +38,8 @@ class Settings(BaseSettings):
 
     # PostgreSQL
     database_url: str | None = None
+    # The embedded server's password; None: the state dir's secrets file (created by `up`).
+    pg_password: str | None = None
     pg_port: int = 15432
     # shared_buffers of the embedded PostgreSQL; None: an eighth of the machine's memory, at
     # least 128MB and at most 4GB (infra.stack.default_shared_buffers). Catalog lookups stay
@@ -43,8 +49,9 @@ class Settings(BaseSettings):
     # S3-compatible artifact store
     s3_endpoint: str | None = None
     s3_port: int = 19000
-    s3_access_key: str = "tunesmith-local"
-    s3_secret_key: str = "tunesmith-local-secret"
+    # None: the embedded store's keys from the state dir's secrets file (created by `up`).
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
     s3_secure: bool = False
     s3_region: str = "us-east-1"
     raw_bucket: str = "tunesmith-raw"
@@ -66,7 +73,7 @@ class Settings(BaseSettings):
     # Disclosure: every master carries an inaudible watermark (payload: hash of the job id)
     # and every WAV/FLAC/MP3 deliverable a signed C2PA manifest stating AI generation.
     watermark_enabled: bool = True
-    watermark_key: str | None = None  # None: a random key kept in <home>/watermark.key
+    watermark_key: str | None = None  # None: the state dir's secrets file (created by `up`)
     c2pa_enabled: bool = True
     c2pa_cert_chain: Path | None = None  # PEM, leaf first; None: a local identity in <home>/c2pa
     c2pa_private_key: Path | None = None
@@ -105,7 +112,37 @@ class Settings(BaseSettings):
 
     @property
     def dsn(self) -> str:
-        return self.database_url or f"postgresql://postgres@127.0.0.1:{self.pg_port}/tunesmith"
+        """The metadata DB's connection URL, password included (never print it: `db_target`)."""
+        if self.database_url:
+            return self.database_url
+        password = self.pg_password or read_local_secret(
+            self.resolved_home, "pg_password", setting="TUNESMITH_PG_PASSWORD"
+        )
+        return f"postgresql://postgres:{password}@127.0.0.1:{self.pg_port}/tunesmith"
+
+    @property
+    def db_target(self) -> str:
+        """Where the metadata DB is, for people: the URL without its password."""
+        if not self.database_url:
+            return f"postgresql://postgres@127.0.0.1:{self.pg_port}/tunesmith"
+        parts = urlsplit(self.database_url)
+        return parts._replace(netloc=_without_password(parts.netloc)).geturl()
+
+    @property
+    def s3_keys(self) -> tuple[str, str]:
+        """(access key, secret key) of the artifact store."""
+        if self.s3_access_key and self.s3_secret_key:
+            return self.s3_access_key, self.s3_secret_key
+        if not self.embedded_s3:
+            raise MissingSecretError(
+                "TUNESMITH_S3_ACCESS_KEY and TUNESMITH_S3_SECRET_KEY must be set for the "
+                f"external store {self.s3_endpoint}"
+            )
+        home, setting = self.resolved_home, "TUNESMITH_S3_ACCESS_KEY and _SECRET_KEY"
+        return (
+            read_local_secret(home, "s3_access_key", setting=setting),
+            read_local_secret(home, "s3_secret_key", setting=setting),
+        )
 
     @property
     def s3_target(self) -> str:
@@ -126,6 +163,11 @@ class Settings(BaseSettings):
     def workflow_url(self, job_id: str) -> str:
         """Web UI link to a job's workflow run."""
         return f"{self.ui_url}/namespaces/{self.temporal_namespace}/workflows/{job_id}"
+
+
+def _without_password(netloc: str) -> str:
+    userinfo, at, host = netloc.rpartition("@")
+    return f"{userinfo.split(':', 1)[0]}{at}{host}" if at else netloc
 
 
 @lru_cache(maxsize=1)

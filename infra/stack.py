@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import importlib.util
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -22,11 +20,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from infra.credentials import ensure_local_secrets
+from infra.embedded_postgres import EmbeddedPostgres, pg_bin
 from infra.processes import ManagedProcess, wait_until
 from infra.settings import Settings
 from schemas.names import SEARCH_ATTRIBUTES
-
-PG_SYSTEM_USER = "tunesmith-pg"  # PostgreSQL refuses to run as root
 
 
 def console_script(name: str) -> str:
@@ -38,15 +36,6 @@ def console_script(name: str) -> str:
     if not found:
         raise FileNotFoundError(f"{name!r} is not installed; run `make install`")
     return found
-
-
-def pg_bin(name: str) -> str:
-    """A PostgreSQL binary shipped by the `pgserver` wheel."""
-    # Located without importing pgserver: its import touches platformdirs and warns on servers.
-    spec = importlib.util.find_spec("pgserver")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("the pgserver wheel is not installed; run `make install`")
-    return str(Path(spec.origin).parent / "pginstall" / "bin" / name)
 
 
 def default_shared_buffers() -> str:
@@ -112,8 +101,6 @@ class LocalStack:
         env["TUNESMITH_HOME"] = str(self.home)
         for field in ("temporal_port", "temporal_ui_port", "pg_port", "s3_port"):
             env[f"TUNESMITH_{field.upper()}"] = str(getattr(self.settings, field))
-        env["TUNESMITH_S3_ACCESS_KEY"] = self.settings.s3_access_key
-        env["TUNESMITH_S3_SECRET_KEY"] = self.settings.s3_secret_key
         env.setdefault("PYTHONUNBUFFERED", "1")
         return env
 
@@ -141,7 +128,7 @@ class LocalStack:
     def _start_temporal(self) -> None:
         s = self.settings
         data = self.home / "temporal"
-        data.mkdir(parents=True, exist_ok=True)
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
         argv = [
             console_script("temporal"), "server", "start-dev",
             "--ip", "127.0.0.1",
@@ -169,53 +156,18 @@ class LocalStack:
             what="Temporal dev server",
         )
 
-    def _pg_user(self) -> str | None:
-        if os.geteuid() != 0:
-            return None
-        try:
-            pwd.getpwnam(PG_SYSTEM_USER)
-        except KeyError:
-            subprocess.run(
-                ["useradd", "--system", "--no-create-home", PG_SYSTEM_USER],
-                check=True,
-                capture_output=True,
-            )
-        return PG_SYSTEM_USER
+    def _postgres(self) -> EmbeddedPostgres:
+        return EmbeddedPostgres.for_home(self.home)
 
     def _start_postgres(self) -> None:
         s = self.settings
-        data = self.home / "postgres"
-        user = self._pg_user()
-        if user is not None:
-            # The server runs as a system user that must reach its data dir: open our own state
-            # dir for traversal, and ask rather than loosen anyone else's directories.
-            self.home.chmod(self.home.stat().st_mode | 0o011)
-            closed = [p for p in self.home.parents if not p.stat().st_mode & 0o001]
-            if closed:
-                raise RuntimeError(
-                    f"PostgreSQL runs as the system user {user!r}, which cannot traverse "
-                    f"{closed[0]}; put the state dir (TUNESMITH_HOME) somewhere it can, or "
-                    f"`chmod o+x {closed[0]}`"
-                )
-        if not (data / "PG_VERSION").exists():
-            data.mkdir(parents=True, exist_ok=True)
-            if user is not None:
-                shutil.chown(data, user)
-            data.chmod(0o700)
-            subprocess.run(
-                [pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust",
-                 "-E", "UTF8", "--locale=C"],
-                check=True, capture_output=True, user=user,
-            )  # fmt: skip
-        argv = [
-            pg_bin("postgres"), "-D", str(data),
-            "-p", str(s.pg_port), "-h", "127.0.0.1",
-            "-c", "unix_socket_directories=",  # TCP only: socket paths under deep dirs are too long
-            "-c", "fsync=on", "-c", "max_connections=200",
-            "-c", f"shared_buffers={s.pg_shared_buffers or default_shared_buffers()}",
-        ]  # fmt: skip
+        pg = self._postgres()
+        pg.prepare(s.pg_password or ensure_local_secrets(self.home)["pg_password"])
+        argv = pg.argv(s.pg_port, s.pg_shared_buffers or default_shared_buffers())
         self._claim_ports("postgres", s.pg_port)
-        self.process("postgres").start(argv, env=self.child_env(), user=user)
+        self.process("postgres").start(
+            argv, env=self.child_env(), user=pg.user, cwd=pg.data_dir.parent
+        )
 
         def ready() -> bool:
             probe = [pg_bin("pg_isready"), "-h", "127.0.0.1", "-p", str(s.pg_port), "-q"]
@@ -226,11 +178,9 @@ class LocalStack:
     def _start_s3(self) -> None:
         s = self.settings
         data = self.home / "s3"
-        data.mkdir(parents=True, exist_ok=True)
-        env = self.child_env() | {
-            "NANIO_ACCESS_KEY": s.s3_access_key,
-            "NANIO_SECRET_KEY": s.s3_secret_key,
-        }
+        data.mkdir(parents=True, exist_ok=True, mode=0o700)
+        access_key, secret_key = s.s3_keys
+        env = self.child_env() | {"NANIO_ACCESS_KEY": access_key, "NANIO_SECRET_KEY": secret_key}
         argv = [
             console_script("nanio"), "serve", "--data-dir", str(data), "--host", "127.0.0.1",
             "--port", str(s.s3_port), "--no-access-log", "--log-level", "warning",
@@ -267,7 +217,7 @@ class LocalStack:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         """One `up`/`down` at a time per state dir (two racing `up`s would orphan a process)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with open(self.run_dir / "stack.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
@@ -282,6 +232,10 @@ class LocalStack:
 
     def _up(self, *, workers: bool, log: Callable[[str], None]) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
+        # Private to the user: jobs, the ledger's database files, the store and the secrets.
+        # (0711 only for an older root stack whose PostgreSQL data is inside the state dir.)
+        self.home.chmod(0o711 if self._postgres().legacy_in_home else 0o700)
+        ensure_local_secrets(self.home)
         for name, embedded, start in self._services():
             if not embedded:
                 log(f"{name}: external, not started")
@@ -334,6 +288,15 @@ class LocalStack:
                 log(f"{name}: stopped")
             (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
 
+    def destroy(self, *, log: Callable[[str], None] = print) -> None:
+        """Stop the stack and delete all its state: the state dir and, when PostgreSQL keeps
+        its data outside it (root), that data too."""
+        with self._locked():
+            self._down(log=log)
+            self._postgres().destroy()
+        shutil.rmtree(self.home, ignore_errors=True)
+        log(f"removed {self.home}")
+
     def status(self) -> list[ServiceStatus]:
         """Each part's state: running (our process, healthy), unhealthy (our process, failing
         its check), stopped, or external (configured elsewhere, not managed here)."""
@@ -360,7 +323,7 @@ class LocalStack:
                 lambda: port_open(s.temporal_port) and port_open(s.temporal_ui_port),
                 f"{s.temporal_target}, Web UI {s.ui_url}",
             ),
-            "postgres": (s.embedded_database, pg_ready, s.dsn),
+            "postgres": (s.embedded_database, pg_ready, s.db_target),
             "s3": (s.embedded_s3, lambda: port_open(s.s3_port), s.s3_target),
             "worker-cpu": (True, worker_ready("cpu"), polling("cpu")),
             "worker-gpu": (True, worker_ready("gpu"), polling("gpu")),

@@ -38,10 +38,11 @@ class ObjectStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        access_key, secret_key = settings.s3_keys
         self.client = Minio(
             settings.s3_target,
-            access_key=settings.s3_access_key,
-            secret_key=settings.s3_secret_key,
+            access_key=access_key,
+            secret_key=secret_key,
             secure=settings.s3_secure,
             region=settings.s3_region,
         )

@@ -53,3 +53,8 @@ class JobNotFoundError(TunesmithError, LookupError):
 
 class ReviewNotAllowedError(TunesmithError):
     """A review decision was sent to a job that is not awaiting review."""
+
+
+class MissingSecretError(TunesmithError):
+    """A secret this command needs (credentials, a key) is neither configured nor in the state
+    dir; nothing was created in its place."""

@@ -29,6 +29,12 @@ def make_settings(home: Path, **overrides: object) -> Settings:
     return Settings(**values)  # type: ignore[arg-type]
 
 
+def private_home(prefix: str) -> Path:
+    """A state dir inside a fresh mode-700 directory, as root's home is: nothing may need its
+    parents opened. `private_stack` removes both."""
+    return Path(tempfile.mkdtemp(prefix=prefix)) / "state"
+
+
 @contextmanager
 def private_stack(settings: Settings, env: dict[str, str]) -> Iterator[LocalStack]:
     """Run a whole stack for `settings`; its worker processes read `env` too.
@@ -44,8 +50,9 @@ def private_stack(settings: Settings, env: dict[str, str]) -> Iterator[LocalStac
         local.up(log=lambda _msg: None)
         yield local
     finally:
-        local.down(log=lambda _msg: None)
-        shutil.rmtree(settings.home, ignore_errors=True)
+        local.destroy(log=lambda _msg: None)
+        if settings.home.name == "state":
+            shutil.rmtree(settings.home.parent, ignore_errors=True)
         for key, value in previous.items():
             if value is None:
                 os.environ.pop(key, None)
@@ -59,7 +66,7 @@ def stack() -> Iterator[LocalStack]:
 
     Started once per test session and always stopped, even when tests fail.
     """
-    settings = make_settings(Path(tempfile.mkdtemp(prefix="tunesmith-test-")))
+    settings = make_settings(private_home("tunesmith-test-"))
     with private_stack(settings, {"TUNESMITH_WEBHOOK_SECRET": "test-webhook-secret"}) as local:
         yield local
 

@@ -52,6 +52,17 @@ def down() -> None:
 
 
 @app.command()
+def destroy(
+    yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
+) -> None:
+    """Stop the local stack and delete its state: every job, artifact, history and secret."""
+    settings = get_settings()
+    if not yes:
+        typer.confirm(f"Delete {settings.resolved_home} and everything in it?", abort=True)
+    LocalStack(settings).destroy(log=console.print)
+
+
+@app.command()
 def status() -> None:
     """Health of each part of the local stack."""
     table = _table("service", "state", "pid", "detail")

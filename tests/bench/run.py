@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
 import statistics
 import tempfile
 import time
@@ -196,8 +195,7 @@ def main() -> None:
             stack.up(workers=False, log=lambda _m: None)
             results[name] = asyncio.run(bench_orchestration(stack, args.jobs, direct=tuned))
         finally:
-            stack.down(log=lambda _m: None)
-            shutil.rmtree(home, ignore_errors=True)
+            stack.destroy(log=lambda _m: None)
 
     direct = results["tuned dev server"]["direct"]
     print(f"\npipeline for one 10 s draft job, median of {args.jobs} (same machine, same run):")
@@ -237,8 +235,7 @@ def similarity_section() -> None:
         stack.up(workers=False, log=lambda _m: None)
         asyncio.run(_similarity_on(stack))
     finally:
-        stack.down(log=lambda _m: None)
-        shutil.rmtree(home, ignore_errors=True)
+        stack.destroy(log=lambda _m: None)
 
 
 if __name__ == "__main__":

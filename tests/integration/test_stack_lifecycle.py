@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import tempfile
-from pathlib import Path
 
 import psutil
 import pytest
@@ -14,7 +12,7 @@ from infra.db import Database
 from infra.stack import LocalStack
 from infra.store import ObjectStore
 from schemas.jobs import Stage
-from tests.conftest import make_settings
+from tests.conftest import make_settings, private_home
 from tests.integration.helpers import short_request
 from tunesmith import Client
 
@@ -24,7 +22,7 @@ SERVICES = ("temporal", "postgres", "s3", "worker-cpu", "worker-gpu")
 
 
 def test_state_survives_down_and_up() -> None:
-    home = Path(tempfile.mkdtemp(prefix="tunesmith-lifecycle-"))
+    home = private_home("tunesmith-lifecycle-")
     stack = LocalStack(make_settings(home, pg_shared_buffers="160MB"))
     bystander = psutil.Popen(["sleep", "300"])  # a process `down` must not touch
     try:
@@ -50,9 +48,9 @@ def test_state_survives_down_and_up() -> None:
         stack.up(log=lambda _m: None)
         asyncio.run(_still_there(stack, job_id, wav_uri))
     finally:
-        stack.down(log=lambda _m: None)
+        stack.destroy(log=lambda _m: None)
+        shutil.rmtree(home.parent, ignore_errors=True)
         bystander.kill()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 async def _publish_one(stack: LocalStack) -> tuple[str, str]:

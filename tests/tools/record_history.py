@@ -10,7 +10,6 @@ history as JSON. Run after an intended workflow change:
 from __future__ import annotations
 
 import asyncio
-import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,8 +39,7 @@ def main() -> None:
         stack.up(log=lambda _msg: None)
         asyncio.run(record(stack, out))
     finally:
-        stack.down(log=lambda _msg: None)
-        shutil.rmtree(home, ignore_errors=True)
+        stack.destroy(log=lambda _msg: None)
 
 
 if __name__ == "__main__":
