@@ -1,8 +1,10 @@
-"""Audio file helpers shared by the pipeline steps: write, read, hash, describe."""
+"""Audio file helpers shared by the pipeline steps: write, read, hash, describe, and the file
+extension and content type of each delivery format (`FORMATS`)."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,22 @@ CONTENT_TYPES = {
     "mp3": "audio/mpeg",
     "flac": "audio/flac",
     "json": "application/json",
+}
+
+
+@dataclass(frozen=True)
+class FormatSpec:
+    extension: str
+    content_type: str
+
+
+# Delivery formats (`schemas.request.DeliveryFormat`): encoded by postprocess, named by publish.
+FORMATS: dict[str, FormatSpec] = {
+    "wav24": FormatSpec("wav", "audio/wav"),
+    "wav16": FormatSpec("16bit.wav", "audio/wav"),
+    "flac": FormatSpec("flac", "audio/flac"),
+    "mp3": FormatSpec("mp3", "audio/mpeg"),
+    "opus": FormatSpec("opus", "audio/ogg"),
 }
 
 

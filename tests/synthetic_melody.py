@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from activities.similarity import melody
+from activities.catalog import melody
 
 
 def synthetic_profile(rng: np.random.Generator, frames: int) -> np.ndarray:

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from activities.controls.evaluation import ControlResult, as_rows, run_grid, summarize
 from activities.controls.templates import get_template, list_templates
+from activities.evaluation.controls import ControlResult, as_rows, run_grid, summarize
 from activities.inference.draft import DraftBackend
 from schemas.errors import TunesmithError
 from tunesmith.cli_common import console, err

@@ -13,8 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from activities.experiments import store as edb
-from activities.experiments.guard import (
+from activities.evaluation.guard import (
     DEFAULT_REQUESTS,
     GuardResult,
     ModelEvaluation,
@@ -24,12 +23,13 @@ from activities.experiments.guard import (
     guard_requests,
     parse_tolerances,
 )
+from activities.experiments import store as edb
 from activities.experiments.model import Experiment, ExperimentError, parse_variant
 from activities.experiments.report import METRICS, build_report, format_estimate
 from activities.inference.backend import ModelBackend
 from activities.inference.failures import ModelWeightsMissingError
-from activities.inference.model_settings import TIERS, get_model_settings
 from activities.inference.registry import ModelRegistry, UnknownModelError
+from activities.models.settings import TIERS, get_model_settings
 from infra.db import Database, jsonable
 from infra.settings import get_settings
 from tunesmith.cli_common import console, err
@@ -209,7 +209,7 @@ def _print_guard(result: GuardResult) -> None:
 
 async def _similarity(db: Database, ev: ModelEvaluation, masters: Path) -> None:
     """Mark each master the catalog check does not clear (a false positive: all are new)."""
-    from activities.similarity.catalog_db import CatalogDB
+    from activities.catalog.store import CatalogDB
     from activities.similarity.checker import SimilarityChecker
 
     catalog = CatalogDB(db.pool)

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from activities.inference.cards import get_card, list_cards
-from activities.inference.model_settings import get_model_settings
+from activities.models.cards import get_card, list_cards
+from activities.models.settings import get_model_settings
 from tunesmith.cli_common import console, err
 
 models_app = typer.Typer(

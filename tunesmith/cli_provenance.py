@@ -17,9 +17,9 @@ import typer
 from rich.table import Table
 
 from activities.audio_io import read_audio
-from activities.publish import identity
-from activities.publish import watermark as wm
-from activities.publish.c2pa_signing import (
+from activities.disclosure import identity
+from activities.disclosure import watermark as wm
+from activities.disclosure.c2pa_signing import (
     IDENTITY_SUBDIR,
     ROOT_CERT,
     C2paSigningError,
@@ -149,7 +149,7 @@ def eval_watermark(
 ) -> None:
     """Watermark bit accuracy after MP3 128k, resampling, gain, 10 s excerpts; SNR; false
     detections on unwatermarked audio. Targets: accuracy ≥ 0.95, SNR ≥ 35 dB, false ≤ 1 %."""
-    from activities.publish.watermark_eval import evaluate
+    from activities.evaluation.watermark import evaluate
 
     report = evaluate(
         clips=clips,
@@ -205,7 +205,7 @@ def provenance(
     fingerprint and review."""
     import asyncio
 
-    from activities.inference.cards import get_card
+    from activities.models.cards import get_card
     from activities.publish.provenance import canonical_json
     from infra.db import Database
 

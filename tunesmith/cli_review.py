@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
+from activities.policy.review import parse_duration
 from activities.review import store as review_db
 from activities.review.authz import reviewer_refusal
-from activities.review.policy import parse_duration
 from infra.db import Database, jsonable
 from infra.settings import get_settings
 from infra.store import ObjectStore

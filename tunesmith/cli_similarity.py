@@ -12,16 +12,16 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from activities.similarity.catalog import (
+from activities.catalog.chromaprint import ChromaprintUnavailableError, FingerprintError
+from activities.catalog.ingest import (
     IngestError,
     IngestResult,
     RecordingMetadata,
     expand_paths,
     ingest,
 )
-from activities.similarity.catalog_db import CatalogDB
+from activities.catalog.store import CatalogDB
 from activities.similarity.checker import SimilarityChecker
-from activities.similarity.chromaprint import ChromaprintUnavailableError, FingerprintError
 from infra.db import jsonable
 from tunesmith.cli_common import console, err, fail, run, with_db
 
@@ -172,7 +172,7 @@ def eval_similarity(
     Excerpts (5-20 s) of each recording are MP3-encoded, gain-changed, noised (10 dB SNR),
     pitch-shifted ±1 semitone or tempo-changed ±5 %, then spliced into generated tracks.
     """
-    from activities.similarity.evaluation import TRANSFORMS, evaluate, render_demo_catalog
+    from activities.evaluation.similarity import TRANSFORMS, evaluate, render_demo_catalog
 
     if generate:
         render_demo_catalog(catalog, generate)

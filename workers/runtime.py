@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.audio_io import read_audio
+from activities.catalog.store import CatalogDB
 from activities.controls.activity import ControlActivities
 from activities.inference.activity import InferenceActivities
 from activities.inference.registry import ModelRegistry
@@ -27,7 +28,6 @@ from activities.publish.activity import PublishActivities
 from activities.publish.webhooks import WebhookActivities
 from activities.review.activity import ReviewActivities
 from activities.similarity.activity import SimilarityActivities
-from activities.similarity.catalog_db import CatalogDB
 from infra.db import Database
 from infra.settings import Settings
 from infra.store import ObjectStore

@@ -27,8 +27,8 @@ from activities.controls.midi import (
     melody_chroma,
 )
 from activities.controls.templates import get_template, render_template
-from activities.inference.cards import ModelCard, get_card
-from activities.inference.model_settings import get_model_settings, resolve_model_id
+from activities.models.cards import ModelCard, get_card
+from activities.models.settings import get_model_settings, resolve_model_id
 from schemas.controls import ControlTokens, InstrumentToken, LayerToken, ReferenceSummary
 from schemas.errors import InvalidRequestError
 from schemas.music import GM_INSTRUMENTS, MOODS, key_name, parse_key, parse_meter

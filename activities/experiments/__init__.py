@@ -1,9 +1,10 @@
-"""A/B experiments over model, template and postprocess versions, and the promotion guard.
+"""A/B experiments over model, template and postprocess versions (a shared domain: the controls
+step applies them; the promotion guard lives in `activities.evaluation.guard`).
 
 - `model`: `Experiment`, `Variant`, `assign_variant` (deterministic per job) and
   `apply_experiments` (what the SDK calls before normalization).
 - `stats`: Wilson and t intervals; `report`: per-variant metrics with a verdict.
-- `guard`: the regression guard run by `tunesmith models promote`.
+- `store`: experiments, assignments and model promotions in PostgreSQL.
 """
 
 from activities.experiments.model import (

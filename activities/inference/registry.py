@@ -12,10 +12,10 @@ import threading
 from pathlib import Path
 
 from activities.inference.backend import ModelBackend
-from activities.inference.cards import ModelCard, get_card, weights_sha256
 from activities.inference.failures import ModelWeightsMissingError
-from activities.inference.model_settings import ModelSettings, get_model_settings, resolve_model_id
 from activities.inference.reference_audio import ReferenceLoader
+from activities.models.cards import ModelCard, get_card, weights_sha256
+from activities.models.settings import ModelSettings, get_model_settings, resolve_model_id
 from infra.settings import Settings
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.audio_io import describe, read_audio
-from activities.postprocess.formats import FORMATS, AudioTags
+from activities.audio_io import FORMATS, describe, read_audio
+from activities.disclosure.c2pa_signing import sign_file
+from activities.disclosure.identity import signing_identity, watermark_key
+from activities.disclosure.watermark import payload_for_job
+from activities.postprocess.formats import AudioTags
 from activities.postprocess.loudness import POSTPROCESS_VERSION
 from activities.postprocess.manifest import build_manifest
 from activities.postprocess.pipeline import MasteredFiles, MasteringJob, master_files
 from activities.postprocess.profiles import PROFILES
-from activities.publish.c2pa_signing import sign_file
-from activities.publish.identity import signing_identity, watermark_key
-from activities.publish.watermark import payload_for_job
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import INVALID_REQUEST, UNMASTERABLE_AUDIO

@@ -97,7 +97,7 @@ class ClapEmbedding:
             raise EmbeddingExtractorError(
                 f"{where}: {len(missing)} weights missing from the checkpoint, e.g. {missing[:3]}"
             )
-        from activities.inference.cards import weights_sha256
+        from activities.models.cards import weights_sha256
 
         model_id = f"clap:{weights_dir.name}@{weights_sha256(weights_dir)[:12]}"
         return cls(model.to("cpu").eval(), feature_extractor, model_id)

@@ -28,21 +28,6 @@ class AudioTags:
     artist: str = "tunesmith (AI-generated)"
 
 
-@dataclass(frozen=True)
-class FormatSpec:
-    extension: str
-    content_type: str
-
-
-FORMATS: dict[str, FormatSpec] = {
-    "wav24": FormatSpec("wav", "audio/wav"),
-    "wav16": FormatSpec("16bit.wav", "audio/wav"),
-    "flac": FormatSpec("flac", "audio/flac"),
-    "mp3": FormatSpec("mp3", "audio/mpeg"),
-    "opus": FormatSpec("opus", "audio/ogg"),
-}
-
-
 def tpdf_dither_to_16bit(samples: np.ndarray, seed: int) -> np.ndarray:
     """Triangular dither of ±1 LSB before 16-bit quantisation (seeded: same job, same bytes)."""
     lsb = 1.0 / 32768.0

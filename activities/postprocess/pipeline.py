@@ -16,8 +16,10 @@ import numpy as np
 import soxr
 from pedalboard import HighpassFilter, Pedalboard
 
+from activities.audio_io import FORMATS
+from activities.disclosure import watermark
 from activities.postprocess.features import extract_features
-from activities.postprocess.formats import FORMATS, AudioTags, encode, write_tags
+from activities.postprocess.formats import AudioTags, encode, write_tags
 from activities.postprocess.loudness import (
     integrated_lufs,
     limiter_gain,
@@ -28,7 +30,6 @@ from activities.postprocess.loudness import (
 from activities.postprocess.preview import preview_clip, render_overview_png
 from activities.postprocess.profiles import DeliveryProfile
 from activities.postprocess.quality import assess_quality
-from activities.publish import watermark
 from schemas.jobs import AudioFeatures, AudioMeasurements, QualityReport
 from schemas.request import DeliveryFormat
 

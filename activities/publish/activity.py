@@ -7,8 +7,7 @@ import math
 
 from temporalio import activity
 
-from activities.audio_io import CONTENT_TYPES
-from activities.postprocess.formats import FORMATS
+from activities.audio_io import CONTENT_TYPES, FORMATS
 from activities.publish.provenance import build_record, canonical_json, record_sha256
 from infra.db import Database
 from infra.store import ObjectStore

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from activities.similarity.chromaprint import ALGORITHM as FINGERPRINT_ALGORITHM
+from activities.catalog.chromaprint import ALGORITHM as FINGERPRINT_ALGORITHM
 from schemas.jobs import PublishInput
 
 PROVENANCE_SCHEMA = "tunesmith-provenance-1"

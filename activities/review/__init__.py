@@ -1,1 +1,2 @@
-"""Step 6: the review policy, the recording of review decisions and the review queue's store."""
+"""Step 6: review decisions (authorization, escalation, the audit log) and the review queue's
+store. The policy that decides who must review lives in `activities.policy`."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
+from activities.policy.review import ROLES
 from activities.review import store as review_db
-from activities.review.policy import ROLES
 from infra.db import Database
 
 log = logging.getLogger(__name__)

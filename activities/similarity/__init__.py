@@ -1,1 +1,2 @@
-"""Step 5: fingerprint the output, check quality, and decide whether a human must review it."""
+"""Step 5: fingerprint the output, match it against the reference catalog (`activities.catalog`)
+and decide under the review policy (`activities.policy`) whether a human must review it."""

@@ -9,16 +9,16 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.review.policy import POLICIES_DIR, decide, load_policy
-from activities.similarity.catalog_db import CatalogDB
-from activities.similarity.checker import SimilarityChecker, profile_file
-from activities.similarity.chromaprint import (
+from activities.catalog.chromaprint import (
     ChromaprintUnavailableError,
     Fingerprint,
     FingerprintError,
     fingerprint_file,
 )
-from activities.similarity.melody import MelodyProfile
+from activities.catalog.melody import MelodyProfile
+from activities.catalog.store import CatalogDB
+from activities.policy.review import POLICIES_DIR, decide, load_policy
+from activities.similarity.checker import SimilarityChecker, profile_file
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas.errors import MISSING_DEPENDENCY

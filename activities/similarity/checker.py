@@ -9,10 +9,11 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from activities.similarity import fingerprint_index, melody, melody_index, risk
-from activities.similarity.catalog import IngestError, read_audio
-from activities.similarity.catalog_db import CatalogReader
-from activities.similarity.chromaprint import fingerprint_file
+from activities.catalog import fingerprint_index, melody, melody_index
+from activities.catalog.chromaprint import fingerprint_file
+from activities.catalog.ingest import IngestError, read_audio
+from activities.catalog.store import CatalogReader
+from activities.similarity import risk
 from schemas.jobs import RiskLevel, SimilarityMatch
 
 

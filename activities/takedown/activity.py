@@ -11,8 +11,8 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.similarity.catalog import RecordingMetadata, ingest
-from activities.similarity.catalog_db import CatalogDB
+from activities.catalog.ingest import RecordingMetadata, ingest
+from activities.catalog.store import CatalogDB
 from activities.takedown import objects
 from activities.takedown.store import TakedownDB
 from infra.db import Database

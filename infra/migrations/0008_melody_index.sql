@@ -1,4 +1,4 @@
--- Candidate index for the melody detector (activities/similarity/melody_index.py): a few
+-- Candidate index for the melody detector (activities/catalog/melody_index.py): a few
 -- key-invariant window vectors per recording, so a check scores only the recordings nearest
 -- to its own windows instead of every stored melody profile.
 

@@ -86,10 +86,10 @@ def main() -> None:
 
     import torch
 
-    from activities.inference.model_settings import ModelSettings
     from activities.inference.musicgen.debug import build_debug_musicgen
     from activities.inference.registry import ModelRegistry
     from activities.inference.stable_audio.debug import build_debug_stable_audio
+    from activities.models.settings import ModelSettings
     from infra.settings import Settings
 
     if args.threads:

@@ -23,10 +23,10 @@ import time
 
 import numpy as np
 
-from activities.similarity import melody, melody_index
-from activities.similarity.catalog_db import CatalogDB, insert_melody_windows
+from activities.catalog import melody, melody_index
+from activities.catalog.fingerprint_index import index_entries
+from activities.catalog.store import CatalogDB, insert_melody_windows
 from activities.similarity.checker import SimilarityChecker
-from activities.similarity.fingerprint_index import index_entries
 from infra.db import Database
 from tests.synthetic_melody import synthetic_profile
 
@@ -210,7 +210,8 @@ async def bench_similarity(db: Database, queries: int = 100, melody_queries: int
 
 def bench_melody(references: int = 40) -> None:
     """Per-reference melody comparison time: 30 s query against 45 s references."""
-    from activities.similarity import melody, risk
+    from activities.catalog import melody
+    from activities.similarity import risk
 
     rng = np.random.default_rng(0)
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from activities.catalog.store import WARM_FINGERPRINT_INDEX, CatalogDB
 from activities.controls.normalize import normalize_request
 from activities.inference.draft import DraftBackend
-from activities.similarity.catalog_db import WARM_FINGERPRINT_INDEX, CatalogDB
 from infra.stack import LocalStack
 from schemas.jobs import Stage
 from tests.integration.helpers import run_cli, short_request, wait_for_stage

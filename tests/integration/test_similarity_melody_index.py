@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
-from activities.similarity import catalog_db, melody, melody_index
-from activities.similarity.catalog_db import CatalogDB, NewRecording
+from activities.catalog import melody, melody_index
+from activities.catalog import store as catalog_db
+from activities.catalog.store import CatalogDB, NewRecording
 from activities.similarity.checker import SimilarityChecker
 from infra.stack import LocalStack
 from tests.integration.helpers import run_cli

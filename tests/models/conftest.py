@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from activities.inference.registry import ModelRegistry
+
 # No importorskip here (a conftest cannot skip): these imports are torch-free, torch loads
 # inside the fixtures, which only the torch-gated test modules use.
-from activities.inference.model_settings import ModelSettings
-from activities.inference.registry import ModelRegistry
+from activities.models.settings import ModelSettings
 from infra.settings import Settings
 from schemas.controls import ControlTokens, MelodyNote, ReferenceSummary
 

@@ -12,13 +12,13 @@ pytest.importorskip("torch")
 
 from activities.inference.backend import ModelBackend, UnsupportedControlsError
 from activities.inference.failures import ModelWeightsMissingError, classify
-from activities.inference.model_settings import ModelSettings
 from activities.inference.musicgen.backend import (
     build_prompt,
     melody_chroma_frames,
     plan_windows,
 )
 from activities.inference.registry import ModelRegistry
+from activities.models.settings import ModelSettings
 from infra.settings import Settings
 from tests.models.conftest import make_tokens, melody_tokens, reference
 

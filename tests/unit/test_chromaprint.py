@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from activities.similarity import chromaprint
-from activities.similarity.chromaprint import FingerprintError, fingerprint_file
+from activities.catalog import chromaprint
+from activities.catalog.chromaprint import FingerprintError, fingerprint_file
 
 SR = 44100
 

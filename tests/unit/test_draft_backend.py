@@ -10,10 +10,10 @@ import librosa
 import numpy as np
 import pytest
 
-from activities.controls.evaluation import measure_key, measure_tempo
+from activities.evaluation.controls import measure_key, measure_tempo
 from activities.inference.backend import GeneratedAudio, ModelBackend
 from activities.inference.draft import DraftBackend, compose
-from activities.inference.draft.composer import DRUM_CHANNEL
+from activities.inference.draft.parts import DRUM_CHANNEL
 from schemas.controls import ControlTokens, InstrumentToken
 from schemas.music import parse_key
 

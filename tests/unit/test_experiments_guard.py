@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from activities.experiments.guard import (
+from activities.evaluation.guard import (
     DEFAULT_TOLERANCES,
     ModelEvaluation,
     RequestOutcome,

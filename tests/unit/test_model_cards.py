@@ -12,13 +12,6 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.inference.backend import UnsupportedControlsError
-from activities.inference.cards import (
-    CardError,
-    get_card,
-    list_cards,
-    load_card,
-    weights_sha256,
-)
 from activities.inference.failures import (
     FAILURE_TYPES,
     INVALID_CONDITIONING,
@@ -31,8 +24,15 @@ from activities.inference.failures import (
     ModelWeightsMissingError,
     classify,
 )
-from activities.inference.model_settings import ModelSettings, UnknownTierError, resolve_model_id
 from activities.inference.registry import ModelRegistry, UnknownModelError
+from activities.models.cards import (
+    CardError,
+    get_card,
+    list_cards,
+    load_card,
+    weights_sha256,
+)
+from activities.models.settings import ModelSettings, UnknownTierError, resolve_model_id
 from infra.settings import Settings
 from schemas.errors import UNKNOWN_MODEL as SCHEMA_UNKNOWN_MODEL
 
@@ -69,7 +69,7 @@ def test_card_errors(tmp_path: Path) -> None:
     bad.write_text('id = "y"\n')
     with pytest.raises(CardError, match=r"x\.toml"):
         load_card(bad)
-    good = (Path(__file__).parents[2] / "activities/inference/cards/draft.toml").read_text()
+    good = (Path(__file__).parents[2] / "activities/models/cards/draft.toml").read_text()
     misnamed = tmp_path / "other.toml"
     misnamed.write_text(good)
     with pytest.raises(CardError, match="does not match"):

@@ -177,7 +177,7 @@ def test_melody_needs_a_model_that_follows_one() -> None:
 
 
 def test_tiers_resolve_to_configured_models(monkeypatch: pytest.MonkeyPatch) -> None:
-    from activities.inference.model_settings import get_model_settings
+    from activities.models.settings import get_model_settings
 
     monkeypatch.setenv("TUNESMITH_FINAL_MODEL", "musicgen-small")
     get_model_settings.cache_clear()

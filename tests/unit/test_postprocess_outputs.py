@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from activities.audio_io import FORMATS
 from activities.controls.normalize import normalize_request
 from activities.inference.draft import DraftBackend
 from activities.postprocess.features import extract_features, loudness_range_lu
-from activities.postprocess.formats import FORMATS, AudioTags, encode, read_tags, write_tags
+from activities.postprocess.formats import AudioTags, encode, read_tags, write_tags
 from activities.postprocess.preview import preview_clip, render_overview_png
 from activities.postprocess.profiles import PROFILES
 from schemas.errors import InvalidRequestError

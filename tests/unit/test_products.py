@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from activities.controls.evaluation import seam_stats
 from activities.controls.normalize import normalize_request
+from activities.disclosure.watermark import WATERMARK_SCHEME, detect, payload_for_job
+from activities.evaluation.controls import seam_stats
 from activities.inference.backend import Capabilities, UnsupportedControlsError
 from activities.inference.draft import DraftBackend
 from activities.inference.products import render_product, section_plan
@@ -17,7 +18,6 @@ from activities.postprocess.formats import AudioTags
 from activities.postprocess.manifest import build_manifest
 from activities.postprocess.pipeline import MasteringJob, master_files
 from activities.postprocess.profiles import PROFILES
-from activities.publish.watermark import WATERMARK_SCHEME, detect, payload_for_job
 from schemas.controls import ControlTokens
 from schemas.jobs import AudioRef, PartOutput
 

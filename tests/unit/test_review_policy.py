@@ -1,7 +1,7 @@
 import numpy as np
 
+from activities.policy.review import decide
 from activities.postprocess.quality import assess_quality
-from activities.review.policy import decide
 from schemas.jobs import QualityReport, SimilarityMatch
 from schemas.request import ReviewMode
 

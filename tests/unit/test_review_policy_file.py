@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from activities.review.policy import (
+from activities.policy.review import (
     PolicyError,
     decide,
     load_policy,

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from activities.similarity import fingerprint_index as fi
+from activities.catalog import fingerprint_index as fi
 
 
 def _random_items(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -5,9 +5,10 @@ import asyncio
 import numpy as np
 import pytest
 
-from activities.similarity import melody, risk
+from activities.catalog import melody
+from activities.evaluation.similarity import InMemoryCatalog
+from activities.similarity import risk
 from activities.similarity.checker import SimilarityChecker
-from activities.similarity.evaluation import InMemoryCatalog
 
 SR = 22050
 

@@ -5,9 +5,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from activities.similarity import melody, melody_index
+from activities.catalog import melody, melody_index
+from activities.evaluation.similarity import InMemoryCatalog
 from activities.similarity.checker import SimilarityChecker
-from activities.similarity.evaluation import InMemoryCatalog
 from tests.synthetic_melody import synthetic_profile
 
 SR = 22050

@@ -1,6 +1,6 @@
 """Risk levels from matches, and the review policy routing on them."""
 
-from activities.review.policy import decide
+from activities.policy.review import decide
 from activities.similarity import risk
 from schemas.jobs import QualityReport, SimilarityMatch
 from schemas.request import ReviewMode

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soxr
 
-from activities.publish import watermark as wm
-from activities.publish.watermark_eval import mp3_128k, synthetic_clip
+from activities.disclosure import watermark as wm
+from activities.evaluation.watermark import mp3_128k, synthetic_clip
 
 KEY = b"unit-test-key"
 RATE = 48_000

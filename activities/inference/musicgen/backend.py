@@ -30,13 +30,13 @@ from activities.inference.backend import (
     ProgressCallback,
     UnsupportedControlsError,
 )
-from activities.inference.cards import ModelCard
 from activities.inference.failures import ModelWeightsMissingError
 from activities.inference.reference_audio import (
     ReferenceLoader,
     load_local_reference,
     to_mono,
 )
+from activities.models.cards import ModelCard
 from schemas.controls import ControlTokens
 
 # MusicGen-melody's chroma front end (audiocraft ChromaStemConditioner / transformers'

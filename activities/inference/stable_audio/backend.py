@@ -26,10 +26,10 @@ from activities.inference.backend import (
     ProgressCallback,
     UnsupportedControlsError,
 )
-from activities.inference.cards import ModelCard
 from activities.inference.failures import ModelWeightsMissingError
 from activities.inference.musicgen.backend import build_prompt
 from activities.inference.reference_audio import ReferenceLoader, load_local_reference
+from activities.models.cards import ModelCard
 from schemas.controls import ControlTokens
 
 CHECKPOINTS = ("model.safetensors", "model.ckpt")

@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from activities.similarity import fingerprint_index, melody_index, risk
-from activities.similarity.catalog import IngestError, analyse, expand_paths, file_sha256
+from activities.catalog import fingerprint_index, melody_index
+from activities.catalog.chromaprint import fingerprint_file
+from activities.catalog.ingest import IngestError, analyse, expand_paths, file_sha256
+from activities.catalog.melody import MelodyError, MelodyProfile, best_alignment
+from activities.similarity import risk
 from activities.similarity.checker import SimilarityChecker, profile_file
-from activities.similarity.chromaprint import fingerprint_file
-from activities.similarity.melody import MelodyError, MelodyProfile, best_alignment
 
 SAMPLE_RATE = 44100
 HOST_SECONDS = 30.0

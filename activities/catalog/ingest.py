@@ -18,9 +18,9 @@ from typing import Literal
 import numpy as np
 import soundfile as sf
 
-from activities.similarity import melody
-from activities.similarity.catalog_db import CatalogDB, NewRecording
-from activities.similarity.chromaprint import FingerprintError, fingerprint_file
+from activities.catalog import melody
+from activities.catalog.chromaprint import FingerprintError, fingerprint_file
+from activities.catalog.store import CatalogDB, NewRecording
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff"})
 MAX_FILE_BYTES = 512 * 1024 * 1024

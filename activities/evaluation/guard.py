@@ -2,7 +2,7 @@
 
 Both models render the same fixed request set (`guard_requests`: the controls-eval grid with a
 fixed seed, every product) through the real normalization, product layer and mastering
-(`activities.controls.evaluation.evaluate_request`). Measured per model:
+(`activities.evaluation.controls.evaluate_request`). Measured per model:
 - controls adherence: tempo, key, exact duration, loop seams, stems summing to the mix;
 - quality: `assess_quality` on the delivered master (the score the review policy uses);
 - similarity false positives (optional): masters flagged by the catalog check;
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from activities.controls.evaluation import ControlResult, evaluate_request, grid
 from activities.controls.normalize import normalize_request
+from activities.evaluation.controls import ControlResult, evaluate_request, grid
 from activities.inference.backend import GeneratedAudio, ModelBackend, ProgressCallback
 from activities.postprocess.loudness import integrated_lufs
 from activities.postprocess.profiles import PROFILES

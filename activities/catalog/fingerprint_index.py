@@ -1,6 +1,6 @@
 """Chromaprint matching: inverted-index keys, offset voting and sliding bit-error verification.
 
-Pure numpy; the database side (postings lookup) lives in `catalog_db`.
+Pure numpy; the database side (postings lookup) lives in `store`.
 
 Measured on draft-backend music spliced into other tracks at arbitrary sample offsets (see
 `tunesmith eval similarity`): inside a copied stretch 40-55 % of the 32-bit items survive MP3,

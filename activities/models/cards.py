@@ -1,6 +1,6 @@
 """Model cards: what each model is, where it came from, what it can do and cost. Stored as data.
 
-One TOML file per model in `activities/inference/cards/`. Cards drive request validation
+One TOML file per model in `activities/models/cards/`. Cards drive request validation
 (limits, supported controls), the registry (which backend builds a model, where its weights
 live) and `tunesmith models list/show`. Unknown facts are written as "unknown", never guessed.
 """

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from activities.similarity.melody import (
+from activities.catalog.melody import (
     LOW_MIDI,
     MAX_SHIFT,
     MIN_TONAL_SHARE,

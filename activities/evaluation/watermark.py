@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
-from activities.publish import watermark as wm
+from activities.disclosure import watermark as wm
 
 EVAL_KEY = b"tunesmith-eval-watermark-key"
 EXCERPT_S = 10.0

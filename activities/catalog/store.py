@@ -12,9 +12,9 @@ from typing import Any, Protocol
 import asyncpg
 import numpy as np
 
-from activities.similarity import melody_index
-from activities.similarity.fingerprint_index import index_entries
-from activities.similarity.melody import MelodyError, MelodyProfile
+from activities.catalog import melody_index
+from activities.catalog.fingerprint_index import index_entries
+from activities.catalog.melody import MelodyError, MelodyProfile
 
 # Concurrent statements (connections) one check's melody window lookup may use.
 MAX_KNN_STATEMENTS = 4

@@ -12,7 +12,7 @@ import os
 import secrets
 from pathlib import Path
 
-from activities.publish.c2pa_signing import (
+from activities.disclosure.c2pa_signing import (
     IDENTITY_SUBDIR,
     SigningIdentity,
     ensure_signing_identity,
