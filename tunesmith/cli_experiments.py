@@ -27,8 +27,8 @@ from activities.experiments import store as edb
 from activities.experiments.model import Experiment, ExperimentError, parse_variant
 from activities.experiments.report import METRICS, build_report, format_estimate
 from activities.inference.backend import ModelBackend
-from activities.inference.failures import ModelWeightsMissingError
-from activities.inference.registry import ModelRegistry, UnknownModelError
+from activities.inference.failures import ModelWeightsMissingError, UnknownModelError
+from activities.inference.registry import ModelRegistry
 from activities.models.settings import TIERS, get_model_settings
 from infra.db import Database, jsonable
 from infra.settings import get_settings

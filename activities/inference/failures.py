@@ -51,6 +51,10 @@ _OOM_MESSAGES: Final = (
 )
 
 
+class UnknownModelError(LookupError):
+    """No backend is registered under this model id (or this worker does not serve it)."""
+
+
 class ModelWeightsMissingError(FileNotFoundError):
     """The model's weights are not in the worker's models dir (workers never download)."""
 
@@ -80,8 +84,6 @@ def classify(exc: BaseException, *, model_id: str | None = None) -> ApplicationE
     """
     if isinstance(exc, ApplicationError):
         return exc
-    from activities.inference.registry import UnknownModelError  # registry imports this module
-
     where = f" ({model_id})" if model_id else ""
     info: dict[str, object] = {"model_id": model_id, "exception": type(exc).__name__}
     message = str(exc) or type(exc).__name__

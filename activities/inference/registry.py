@@ -12,15 +12,11 @@ import threading
 from pathlib import Path
 
 from activities.inference.backend import ModelBackend
-from activities.inference.failures import ModelWeightsMissingError
+from activities.inference.failures import ModelWeightsMissingError, UnknownModelError
 from activities.inference.reference_audio import ReferenceLoader
 from activities.models.cards import ModelCard, get_card, weights_sha256
 from activities.models.settings import ModelSettings, get_model_settings, resolve_model_id
 from infra.settings import Settings
-
-
-class UnknownModelError(LookupError):
-    """No backend is registered under this model id (or this worker does not serve it)."""
 
 
 class ModelRegistry:

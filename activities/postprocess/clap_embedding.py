@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from activities.postprocess.embedding import EmbeddingExtractorError
+from activities.postprocess.embedding_errors import EmbeddingExtractorError
 
 MIN_TAIL_S = 1.0
 BATCH_WINDOWS = 8  # windows per forward pass (bounds memory on long tracks)

@@ -25,17 +25,16 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from activities.postprocess.embedding_errors import (
+    EmbeddingExtractorError as EmbeddingExtractorError,  # re-exported: part of this API
+)
+
 if TYPE_CHECKING:
     from infra.settings import Settings
 
 EMBEDDING_DIM = 48
 DSP_MODEL_ID = "dsp-v1"
 DSP_SAMPLE_RATE = 22050  # the features' analysis rate
-
-
-class EmbeddingExtractorError(RuntimeError):
-    """The configured embedding extractor cannot be used (missing dependency, no weights, not a
-    CLAP checkpoint). Raised at worker start and on first use; fix the settings or the files."""
 
 
 class EmbeddingExtractor(Protocol):

@@ -12,11 +12,8 @@ pytest.importorskip("torch")
 
 from activities.inference.backend import ModelBackend, UnsupportedControlsError
 from activities.inference.failures import ModelWeightsMissingError, classify
-from activities.inference.musicgen.backend import (
-    build_prompt,
-    melody_chroma_frames,
-    plan_windows,
-)
+from activities.inference.musicgen.backend import melody_chroma_frames, plan_windows
+from activities.inference.prompt import build_prompt
 from activities.inference.registry import ModelRegistry
 from activities.models.settings import ModelSettings
 from infra.settings import Settings

@@ -22,9 +22,10 @@ from activities.inference.failures import (
     UNKNOWN_MODEL,
     GenerationTimeoutError,
     ModelWeightsMissingError,
+    UnknownModelError,
     classify,
 )
-from activities.inference.registry import ModelRegistry, UnknownModelError
+from activities.inference.registry import ModelRegistry
 from activities.models.cards import (
     CardError,
     get_card,

@@ -1,5 +1,5 @@
 """MusicGen backend (torch + transformers: install the `models` extra)."""
 
-from activities.inference.musicgen.backend import MusicGenBackend, build_prompt
+from activities.inference.musicgen.backend import MusicGenBackend
 
-__all__ = ["MusicGenBackend", "build_prompt"]
+__all__ = ["MusicGenBackend"]

@@ -31,6 +31,7 @@ from activities.inference.backend import (
     UnsupportedControlsError,
 )
 from activities.inference.failures import ModelWeightsMissingError
+from activities.inference.prompt import build_prompt
 from activities.inference.reference_audio import (
     ReferenceLoader,
     load_local_reference,
@@ -44,24 +45,6 @@ from schemas.controls import ControlTokens
 CHROMA_SAMPLE_RATE = 32000
 CHROMA_HOP = 4096
 CHROMA_N_FFT = 16384
-
-
-def build_prompt(tokens: ControlTokens) -> str:
-    """The text the model is conditioned on: the prompt plus the musical controls as words.
-
-    MusicGen only hears text, so tempo, key, meter and instruments are spelt out (it was
-    trained on descriptions of this shape, e.g. "... 120 bpm, A minor").
-    """
-    parts = [tokens.prompt.strip().rstrip(".")]
-    if tokens.mood:
-        parts.append(tokens.mood)
-    if tokens.instruments:
-        parts.append(", ".join(i.name for i in tokens.instruments))
-    parts.append(f"{tokens.tempo_bpm:g} bpm")
-    parts.append(tokens.key_name)
-    if tokens.meter != "4/4":
-        parts.append(f"{tokens.meter} time")
-    return ", ".join(p for p in parts if p)
 
 
 def melody_chroma_frames(tokens: ControlTokens, frame_rate: float, n_frames: int) -> np.ndarray:

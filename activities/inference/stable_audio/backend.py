@@ -27,7 +27,7 @@ from activities.inference.backend import (
     UnsupportedControlsError,
 )
 from activities.inference.failures import ModelWeightsMissingError
-from activities.inference.musicgen.backend import build_prompt
+from activities.inference.prompt import build_prompt
 from activities.inference.reference_audio import ReferenceLoader, load_local_reference
 from activities.models.cards import ModelCard
 from schemas.controls import ControlTokens

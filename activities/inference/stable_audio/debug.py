@@ -95,7 +95,7 @@ def build_debug_stable_audio(out_dir: Path, *, seed: int = 0, max_seconds: float
     import torch
     from safetensors.torch import save_file
 
-    from activities.inference.musicgen.debug import build_debug_tokenizer
+    from activities.inference.debug_tokenizer import build_debug_tokenizer
     from activities.inference.stable_audio.compat import import_stable_audio_tools
 
     import_stable_audio_tools()
