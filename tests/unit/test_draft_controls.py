@@ -12,7 +12,8 @@ from test_draft_backend import BAND, DRUMS, FLUTE, PIANO, STRINGS, measure_tempo
 
 from activities.inference.backend import UnsupportedControlsError
 from activities.inference.draft import DraftBackend, compose, make_meter
-from activities.inference.draft.composer import KICK, Composition
+from activities.inference.draft.accompaniment import KICK
+from activities.inference.draft.composer import Composition
 from schemas.controls import ControlTokens, InstrumentToken, MelodyNote
 from schemas.music import parse_key
 

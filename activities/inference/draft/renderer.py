@@ -20,14 +20,9 @@ import scipy.fft
 import scipy.signal
 import tinysoundfont
 
-from activities.inference.draft.composer import (
-    CLOSED_HAT,
-    DRUM_CHANNEL,
-    KICK,
-    SNARE,
-    Composition,
-    Part,
-)
+from activities.inference.draft.accompaniment import CLOSED_HAT, KICK, SNARE
+from activities.inference.draft.composer import Composition
+from activities.inference.draft.parts import DRUM_CHANNEL, Part
 
 DEFAULT_SOUNDFONT = Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 TARGET_PEAK = 0.891  # -1 dBFS: headroom for later resampling and encoding
