@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     pg_port: int = 15432
     # shared_buffers of the embedded PostgreSQL; None: an eighth of the machine's memory, at
     # least 128MB and at most 4GB (infra.stack.default_shared_buffers). Catalog lookups stay
-    # flat as the catalog grows only while its indexes fit here (README, Copyright similarity).
+    # flat as the catalog grows only while its indexes fit here (docs/similarity.md).
     pg_shared_buffers: str | None = Field(default=None, pattern=r"^[1-9][0-9]*(kB|MB|GB)$")
 
     # S3-compatible artifact store

@@ -58,7 +58,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-# Dev-server tuning (measurements in README, "Orchestration overhead"). The history service
+# Dev-server tuning (measurements in docs/benchmarks.md). The history service
 # reads new workflow/activity tasks from its transfer queue at most ~20 times a second per shard
 # by default, and the dev server has a single shard, so past a small burst every task waits
 # ~40-50 ms before a worker can even see it. Raising the read rates removes that wait.
