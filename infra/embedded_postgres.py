@@ -111,7 +111,8 @@ class EmbeddedPostgres:
 
     def _private_root(self) -> None:
         PG_ROOT.mkdir(parents=True, exist_ok=True)
-        shutil.chown(PG_ROOT, self.user, self.user)
+        if self.user is not None:
+            shutil.chown(PG_ROOT, self.user, self.user)
         PG_ROOT.chmod(0o700)
 
     def _run(self, argv: list[str], *, stdin: str | None = None) -> None:

@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     # embedding; None: the weight-free dsp-v1 embedding. Set but unloadable: the worker fails.
     clap_model_dir: Path | None = None
     draft_price_cents_per_minute: int = 10
+    # The reviewer's own token (`tunesmith reviewers add` prints it): the SDK, the CLI and the
+    # review page sign that reviewer's decisions with it. Never sent anywhere itself.
+    reviewer_token: str | None = None
     # Signs webhook bodies (X-Tunesmith-Signature: sha256=HMAC(secret, body)) when set.
     webhook_secret: str | None = None
     webhook_timeout_s: float = Field(default=10.0, gt=0)

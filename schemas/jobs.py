@@ -227,6 +227,9 @@ class ReviewDecision(BaseModel):
     decision: Literal["approve", "reject"]
     reviewer: str = Field(min_length=1, max_length=200)
     note: str | None = None
+    # HMAC of (job, reviewer, decision) under the reviewer's token (activities.review.proof);
+    # required once any reviewer is registered. Never the token itself: histories are readable.
+    proof: str | None = Field(default=None, max_length=200)
 
 
 class AuthorizeReviewInput(BaseModel):

@@ -26,6 +26,7 @@ from activities.disclosure.c2pa_signing import (
     verify_file,
 )
 from infra.settings import get_settings
+from schemas.errors import MissingSecretError
 from tunesmith.cli_common import console, err
 
 watermark_app = typer.Typer(
@@ -39,9 +40,14 @@ def _default_trust_anchors() -> Path | None:
     return path if path.is_file() else None
 
 
-def watermark_key() -> bytes:
-    """The deployment's key: `TUNESMITH_WATERMARK_KEY`, else the local stack's key file."""
-    return identity.watermark_key(get_settings())
+def watermark_key() -> identity.WatermarkKey:
+    """The deployment's key: `TUNESMITH_WATERMARK_KEY`, else the local stack's (exit 2 with
+    the reason when neither exists: a detector never makes up a key)."""
+    try:
+        return identity.watermark_key(get_settings())
+    except MissingSecretError as exc:
+        err.print(f"[red]error:[/red] no watermark key to detect with: {exc}")
+        raise typer.Exit(2) from None
 
 
 def verify(
@@ -97,7 +103,7 @@ def watermark_detect(
     key = watermark_key()
     try:
         samples, rate = read_audio(file)
-        det = wm.detect(samples, rate, key)
+        det = wm.detect(samples, rate, key.secret)
     except (sf.LibsndfileError, OSError) as exc:
         err.print(f"[red]error:[/red] cannot read {file}: {exc}")
         raise typer.Exit(2) from None
@@ -116,6 +122,8 @@ def watermark_detect(
             "weak_bits": det.weak_bits,
             "offset_s": det.offset_s,
             "scheme": wm.WATERMARK_SCHEME,
+            "key_id": key.key_id,
+            "key_source": key.source,
         }
         if job is not None:
             out["job"] = job
@@ -132,6 +140,8 @@ def watermark_detect(
             )
     else:
         console.print(f"{file}: [yellow]no watermark found[/yellow] (sync z {det.sync_z:.1f})")
+    if not json_out:
+        console.print(f"  key:          {key.key_id} ({key.source})")
     if not det.found or matches is False:
         raise typer.Exit(1)
 

@@ -15,6 +15,7 @@ import typer
 from activities.policy.review import parse_duration
 from activities.review import store as review_db
 from activities.review.authz import reviewer_refusal
+from activities.review.proof import review_proof
 from infra.db import Database, jsonable
 from infra.settings import get_settings
 from infra.store import ObjectStore
@@ -32,6 +33,11 @@ review_app = typer.Typer(help="The human review queue.", no_args_is_help=True)
 reviewers_app = typer.Typer(help="Who may review, by role and tenant.", no_args_is_help=True)
 
 T = TypeVar("T")
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
 
 
 class Role(StrEnum):
@@ -57,11 +63,38 @@ def reviewers_add(
         list[str] | None, typer.Option(help="May review this tenant (repeat; default: all)")
     ] = None,
 ) -> None:
-    """Add (or update and reactivate) a reviewer. The first one switches authorization on."""
-    _run(_with_db(lambda db: review_db.add_reviewer(db, name, role=role.value, tenants=tenant)))
+    """Add (or update and reactivate) a reviewer. The first one switches authorization on.
+
+    A new reviewer gets a token, printed once: give it to them privately; they set it as
+    TUNESMITH_REVIEWER_TOKEN and every decision they send is signed with it.
+    """
+    token = _run(
+        _with_db(lambda db: review_db.add_reviewer(db, name, role=role.value, tenants=tenant))
+    )
     console.print(
         f"reviewer {name}: {role.value}, tenants {', '.join(tenant) if tenant else 'all'}"
     )
+    if token:
+        _print_token(name, token)
+
+
+def _print_token(name: str, token: str) -> None:
+    console.print(f"token:    {token}")
+    console.print(
+        f"  (shown once: give it to {name} privately; they set TUNESMITH_REVIEWER_TOKEN to it. "
+        f"Lost or leaked: `tunesmith reviewers rotate {name}`)"
+    )
+
+
+@reviewers_app.command("rotate")
+def reviewers_rotate(name: str) -> None:
+    """Issue the reviewer a new token; the old one stops working at once."""
+    token = _run(_with_db(lambda db: review_db.rotate_token(db, name)))
+    if token is None:
+        err.print(f"[red]error:[/red] no reviewer {name!r}")
+        raise typer.Exit(2)
+    console.print(f"reviewer {name}: new token issued")
+    _print_token(name, token)
 
 
 @reviewers_app.command("list")
@@ -302,6 +335,24 @@ def review_approve(
 ) -> None:
     """Approve a job awaiting review: it is published (once the policy's approvals are in)."""
     _decide(job_id, lambda h: h.approve(reviewer=reviewer, note=note), wait=wait)
+
+
+@review_app.command("proof")
+def review_proof_cmd(
+    job_id: str,
+    reviewer: Annotated[str, typer.Option(help="Who decides (a registered reviewer)")],
+    decision: Annotated[Decision, typer.Option(help="approve or reject")],
+) -> None:
+    """Print the proof a decision by REVIEWER on JOB_ID must carry (signed with
+    TUNESMITH_REVIEWER_TOKEN), for sending it with the stock `temporal workflow signal`."""
+    token = get_settings().reviewer_token
+    if not token:
+        err.print("[red]error:[/red] set TUNESMITH_REVIEWER_TOKEN to the reviewer's token")
+        raise typer.Exit(2)
+    proof = review_proof(token, job_id=job_id, reviewer=reviewer, decision=decision.value)
+    console.print(proof)
+    body = json.dumps({"decision": decision.value, "reviewer": reviewer, "proof": proof})
+    err.print(f"temporal workflow signal --workflow-id {job_id} --name review --input '{body}'")
 
 
 @review_app.command("reject")

@@ -7,7 +7,7 @@ import hashlib
 import uuid
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import (
     Client as TemporalClient,
@@ -34,6 +34,7 @@ from activities.controls.inputs import (
 )
 from activities.controls.normalize import ControlInputs, normalize_request
 from activities.review import store as review_db
+from activities.review.proof import review_proof
 from infra.db import Database
 from infra.settings import Settings, get_settings
 from infra.store import ObjectStore
@@ -136,21 +137,42 @@ class JobHandle:
                 self.job_id, str(getattr(cause, "message", cause)), getattr(cause, "type", None)
             ) from None
 
-    async def approve(self, *, reviewer: str, note: str | None = None) -> JobStatus:
+    async def approve(
+        self, *, reviewer: str, note: str | None = None, token: str | None = None
+    ) -> JobStatus:
         """Approve a job awaiting review; it is then published.
 
-        Raises:
-            ReviewNotAllowedError: the job is not awaiting review.
-        """
-        return await self._review(ReviewDecision(decision="approve", reviewer=reviewer, note=note))
+        Args:
+            reviewer: a registered reviewer.
+            note: kept with the decision.
+            token: the reviewer's token (default: `TUNESMITH_REVIEWER_TOKEN`); it signs the
+                decision and is never sent itself.
 
-    async def reject(self, *, reviewer: str, reason: str) -> JobStatus:
+        Raises:
+            ReviewNotAllowedError: the job is not awaiting review, or the reviewer may not
+                decide (unknown, wrong tenant, no or wrong proof).
+        """
+        return await self._review(self._decision("approve", reviewer, note, token))
+
+    async def reject(self, *, reviewer: str, reason: str, token: str | None = None) -> JobStatus:
         """Reject a job awaiting review; nothing is published or charged.
 
+        Args: as `approve`, with `reason` kept as the note.
+
         Raises:
-            ReviewNotAllowedError: the job is not awaiting review.
+            ReviewNotAllowedError: as `approve`.
         """
-        return await self._review(ReviewDecision(decision="reject", reviewer=reviewer, note=reason))
+        return await self._review(self._decision("reject", reviewer, reason, token))
+
+    def _decision(
+        self, decision: Literal["approve", "reject"], reviewer: str, note: str | None,
+        token: str | None,
+    ) -> ReviewDecision:  # fmt: skip
+        token = token or self._client.settings.reviewer_token
+        proof = None
+        if token:
+            proof = review_proof(token, job_id=self.job_id, reviewer=reviewer, decision=decision)
+        return ReviewDecision(decision=decision, reviewer=reviewer, note=note, proof=proof)
 
     async def _review(self, decision: ReviewDecision) -> JobStatus:
         """Submit the decision; a refusal is written to the review audit log unless the

@@ -79,12 +79,17 @@ class ReviewPage:
 
         return self.call(gather())
 
-    def decide(self, job_id: str, decision: str, reviewer: str, note: str | None) -> str:
+    def decide(
+        self, job_id: str, decision: str, reviewer: str, note: str | None, token: str | None
+    ) -> str:
+        """Send the decision signed with `token` (default: the page's TUNESMITH_REVIEWER_TOKEN)."""
         handle = self.client.get_handle(job_id)
         if decision == "approve":
-            status = self.call(handle.approve(reviewer=reviewer, note=note))
+            status = self.call(handle.approve(reviewer=reviewer, note=note, token=token))
         else:
-            status = self.call(handle.reject(reviewer=reviewer, reason=note or "rejected"))
+            status = self.call(
+                handle.reject(reviewer=reviewer, reason=note or "rejected", token=token)
+            )
         return status.stage.value
 
     def annotate(self, job_id: str, reviewer: str, fields: dict[str, str]) -> None:
@@ -201,13 +206,16 @@ def detail_html(page: ReviewPage, job_id: str, d: dict[str, Any], message: str =
             )
         )
     token = f"<input type='hidden' name='token' value='{page.token}'>"
+    token_hint = "from TUNESMITH_REVIEWER_TOKEN" if page.settings.reviewer_token else ""
     reviewer = (
         f"<label>reviewer <input name='reviewer' required "
         f"value='{_e(page.default_reviewer)}'></label>"
     )
     parts.append(
         f"<h2>Decide</h2><form id='decide' method='post' action='/jobs/{quote(job_id)}/decision'>"
-        f"{token}{reviewer}<label>note <input name='note' size='40'></label>"
+        f"{token}{reviewer}<label>reviewer token <input name='reviewer_token' type='password' "
+        f"autocomplete='current-password' placeholder='{_e(token_hint)}'></label>"
+        "<label>note <input name='note' size='40'></label>"
         "<button name='decision' value='approve' id='approve'>Approve</button> "
         "<button name='decision' value='reject' id='reject'>Reject</button></form>"
         f"<h2>Annotate</h2><form id='annotate' method='post' "
@@ -278,7 +286,10 @@ class _Handler(BaseHTTPRequestHandler):
             if not reviewer:
                 raise ReviewNotAllowedError("a reviewer name is required")
             if action == "decision" and fields.get("decision") in ("approve", "reject"):
-                stage = self.page.decide(job_id, fields["decision"], reviewer, fields.get("note"))
+                stage = self.page.decide(
+                    job_id, fields["decision"], reviewer, fields.get("note"),
+                    fields.get("reviewer_token") or None,
+                )  # fmt: skip
                 done = f"{fields['decision']} by {reviewer} recorded; stage {stage}"
             elif action == "annotation":
                 self.page.annotate(job_id, reviewer, fields)

@@ -145,6 +145,12 @@ async def run_worker(kind: str, settings: Settings, ready_file: Path | None = No
 
         extractor = await asyncio.to_thread(embedding_extractor, settings)
         log.info("features embedding: %s", extractor.model_id)
+        if settings.watermark_enabled:
+            # Likewise a missing watermark key (MissingSecretError): never a key of our own.
+            from activities.disclosure.identity import watermark_key
+
+            key = watermark_key(settings)
+            log.info("watermark key %s from %s", key.key_id, key.source)
     async with AsyncExitStack() as stack:
         client = await connect_temporal(settings)
         db = await Database.open(settings)

@@ -1,15 +1,16 @@
 """The deployment's disclosure secrets: the watermark key and the C2PA signing identity.
 
-Configured in settings for production; on a local stack both are created on first use in the
-state dir (mode 0600) and reused, so `tunesmith watermark detect` and `tunesmith verify` on
-the same machine recognise what its workers published.
+Configured in settings for production. On a local stack the watermark key is one of the state
+dir's secrets, made by `tunesmith up` and only ever read here: a detector pointed at the wrong
+state dir says it has no key instead of inventing one that finds nothing. The C2PA identity is
+created in <home>/c2pa on first signing (its root certificate is what `tunesmith verify`
+trusts; it holds no secret a verifier needs).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from activities.disclosure.c2pa_signing import (
@@ -17,26 +18,32 @@ from activities.disclosure.c2pa_signing import (
     SigningIdentity,
     ensure_signing_identity,
 )
+from infra.credentials import read_local_secret, secrets_path
 from infra.settings import Settings
 
-WATERMARK_KEY_FILE = "watermark.key"
+
+@dataclass(frozen=True)
+class WatermarkKey:
+    secret: bytes
+    source: str  # where it came from, for people: the setting or the secrets file
+
+    @property
+    def key_id(self) -> str:
+        """A short public fingerprint of the key (tells two keys apart, reveals nothing)."""
+        return hashlib.sha256(self.secret).hexdigest()[:12]
 
 
-def watermark_key(settings: Settings) -> bytes:
-    """The watermark key: `TUNESMITH_WATERMARK_KEY`, else the state dir's key file (created
-    atomically on first use, so concurrent workers agree on one key)."""
+def watermark_key(settings: Settings) -> WatermarkKey:
+    """`TUNESMITH_WATERMARK_KEY`, else the state dir's key.
+
+    Raises:
+        MissingSecretError: neither is there (nothing is created).
+    """
     if settings.watermark_key:
-        return settings.watermark_key.encode()
-    path = settings.resolved_home / WATERMARK_KEY_FILE
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(secrets.token_hex(32))
-        tmp.chmod(0o600)
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)  # fails if another process won the race: use its key
-        tmp.unlink()
-    return path.read_text().strip().encode()
+        return WatermarkKey(settings.watermark_key.encode(), "TUNESMITH_WATERMARK_KEY")
+    home = settings.resolved_home
+    secret = read_local_secret(home, "watermark_key", setting="TUNESMITH_WATERMARK_KEY")
+    return WatermarkKey(secret.encode(), str(secrets_path(home)))
 
 
 def signing_identity(settings: Settings) -> SigningIdentity:

@@ -93,7 +93,7 @@ class PostprocessActivities:
             loop_frames=loop_frames,
             parts=parts,
             link="static" if tokens is not None and tokens.product == "layers" else "curve",
-            watermark=(watermark_key(settings), payload_for_job(inp.job_id))
+            watermark=(watermark_key(settings).secret, payload_for_job(inp.job_id))
             if settings.watermark_enabled
             else None,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.review import store as review_db
-from activities.review.authz import reviewer_refusal
+from activities.review.authz import proof_refusal, reviewer_refusal
 from infra.db import Database
 from schemas.jobs import (
     AuthorizeReviewInput,
@@ -48,7 +48,7 @@ class ReviewActivities:
                 reviewer=d.reviewer,
                 tenant=job["tenant"] if job else None,
                 min_role=inp.min_role,
-            )
+            ) or await proof_refusal(self.db, inp.job_id, d)
         await review_db.audit(
             self.db, inp.job_id, reviewer=d.reviewer, action=inp.channel, decision=d.decision,
             accepted=reason is None, reason=reason or d.note, event_key=_event_key(),

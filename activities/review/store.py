@@ -1,23 +1,45 @@
-"""Review queue tables (migration 0005): reviewers, the review audit log, annotations."""
+"""Review queue tables (migrations 0005, 0010): reviewers and their tokens, the review audit
+log, annotations."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from activities.review.proof import new_token
 from infra.db import Database
 
 
 # --- reviewers ------------------------------------------------------------------------------
-async def add_reviewer(db: Database, name: str, *, role: str, tenants: list[str] | None) -> None:
-    """Create the reviewer, or update (and reactivate) an existing one."""
-    await db.pool.execute(
+async def add_reviewer(
+    db: Database, name: str, *, role: str, tenants: list[str] | None
+) -> str | None:
+    """Create the reviewer, or update (and reactivate) an existing one.
+
+    Returns:
+        The reviewer's new token when one was issued (a new reviewer, or one from before
+        reviewer proof), else None: an existing token is kept and never shown again.
+    """
+    token = new_token()
+    issued = await db.pool.fetchval(
         """
-        INSERT INTO reviewers (name, role, tenants) VALUES ($1, $2, $3)
+        INSERT INTO reviewers (name, role, tenants, proof_key) VALUES ($1, $2, $3, $4)
         ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, tenants = EXCLUDED.tenants,
-            active = true, updated_at = now()
+            active = true, updated_at = now(),
+            proof_key = coalesce(reviewers.proof_key, EXCLUDED.proof_key)
+        RETURNING proof_key = $4
         """,
-        name, role, tenants,
+        name, role, tenants, token,
     )  # fmt: skip
+    return token if issued else None
+
+
+async def rotate_token(db: Database, name: str) -> str | None:
+    """Issue the reviewer a new token (the old one stops working); None if unknown."""
+    token = new_token()
+    status = await db.pool.execute(
+        "UPDATE reviewers SET proof_key = $2, updated_at = now() WHERE name = $1", name, token
+    )
+    return token if status.endswith(" 1") else None
 
 
 async def remove_reviewer(db: Database, name: str, *, purge: bool = False) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import time
@@ -39,14 +40,23 @@ async def wait_for_stage(handle: JobHandle, *stages: Stage, timeout_s: float = 9
 
 
 def run_cli(
-    stack: LocalStack, *args: str, timeout_s: float = 120
+    stack: LocalStack, *args: str, timeout_s: float = 120, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the installed `tunesmith` CLI against the test stack."""
+    """Run the installed `tunesmith` CLI against the test stack (`env`: extra variables)."""
     return subprocess.run(
         [sys.executable, "-m", "tunesmith", *args],
-        env=stack.child_env(),
+        env=stack.child_env() | (env or {}),
         capture_output=True,
         text=True,
         timeout=timeout_s,
         check=False,
     )
+
+
+def add_reviewer(stack: LocalStack, name: str, *args: str) -> str:
+    """`tunesmith reviewers add NAME ARGS`; returns the token it printed (once)."""
+    added = run_cli(stack, "reviewers", "add", name, *args)
+    assert added.returncode == 0, added.stdout + added.stderr
+    match = re.search(r"^token:\s+(rvt_\S+)$", added.stdout, re.MULTILINE)
+    assert match, added.stdout
+    return match.group(1)

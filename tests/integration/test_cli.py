@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from infra.stack import LocalStack
-from tests.integration.helpers import run_cli
+from tests.integration.helpers import add_reviewer, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +87,12 @@ def test_review_queue_from_the_cli(stack: LocalStack) -> None:
     assert missing_reason.returncode != 0  # --reason is required
 
     # No reviewers yet: authorization is off (bootstrap). Once one exists, it is enforced.
-    assert run_cli(stack, "reviewers", "add", "eve", "--role", "reviewer").returncode == 0
+    token = add_reviewer(stack, "eve", "--role", "reviewer")
     try:
         refused = run_cli(stack, "review", "approve", job_id, "--reviewer", "mallory")
         assert refused.returncode == 2 and "unknown reviewer 'mallory'" in refused.stderr
-        approved = run_cli(stack, "review", "approve", job_id, "--reviewer", "eve", "--note", "ok")
+        approved = run_cli(stack, "review", "approve", job_id, "--reviewer", "eve", "--note", "ok",
+                           env={"TUNESMITH_REVIEWER_TOKEN": token})  # fmt: skip
     finally:
         run_cli(stack, "reviewers", "remove", "eve", "--purge")
     assert approved.returncode == 0, approved.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -47,6 +49,24 @@ async def test_published_files_verify_and_carry_the_job_watermark(
     other = run_cli(stack, "watermark", "detect", str(files["published_wav24"]),
                     "--job", "job-someone-else")  # fmt: skip
     assert other.returncode == 1
+    # Run away from the stack's state dir, the detector has no key: it says so and which key it
+    # would need, instead of making one up and answering "no watermark found".
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lost = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "watermark", "detect", str(files["published_wav24"])],
+        env={k: v for k, v in stack.child_env().items() if k != "TUNESMITH_HOME"},
+        cwd=elsewhere, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert lost.returncode == 2, lost.stdout + lost.stderr
+    assert "no watermark key" in lost.stderr and "TUNESMITH_WATERMARK_KEY" in lost.stderr
+    assert list(elsewhere.iterdir()) == []  # no state dir, no key file created
+    found = run_cli(stack, "watermark", "detect", str(files["published_wav24"]), "--json")
+    key = json.loads(found.stdout)
+    assert key["found"] and key["key_source"].endswith("secrets.json") and key["key_id"]
+    wrong = run_cli(stack, "watermark", "detect", str(files["published_wav24"]),
+                    env={"TUNESMITH_WATERMARK_KEY": "some-other-deployment"})  # fmt: skip
+    assert wrong.returncode == 1 and "TUNESMITH_WATERMARK_KEY" in wrong.stdout
 
     # A file edited after publishing no longer verifies.
     tampered = tmp_path / "tampered.wav"

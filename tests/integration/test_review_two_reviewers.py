@@ -9,10 +9,8 @@ tests that decide before it.
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +18,8 @@ from activities.review import store as review_db
 from infra.db import Database
 from infra.stack import LocalStack
 from schemas.jobs import JobStatus, Stage
-from tests.conftest import make_settings, private_stack
-from tests.integration.helpers import run_cli, short_request, wait_for_stage
+from tests.conftest import make_settings, private_home, private_stack
+from tests.integration.helpers import add_reviewer, run_cli, short_request, wait_for_stage
 from tunesmith import Client
 
 pytestmark = pytest.mark.integration
@@ -44,18 +42,21 @@ approvals = 2
 """
 
 
+TOKENS: dict[str, str] = {}  # reviewer -> the token `reviewers add` issued
+
+
 @pytest.fixture(scope="module")
 def review_stack() -> Iterator[LocalStack]:
     """A private stack (free ports, temp home) whose workers use the two-reviewer policy."""
-    home = Path(tempfile.mkdtemp(prefix="tunesmith-review2-"))
+    home = private_home("tunesmith-review2-")
+    home.mkdir()
     policy_dir = home / "policies"
     policy_dir.mkdir()
     (policy_dir / "review-policy@1.toml").write_text(POLICY)
     settings = make_settings(home, review_policy_dir=policy_dir)
     with private_stack(settings, {"TUNESMITH_REVIEW_POLICY_DIR": str(policy_dir)}) as local:
         for name, role in (("alice", "reviewer"), ("bob", "reviewer"), ("carol", "senior")):
-            added = run_cli(local, "reviewers", "add", name, "--role", role)
-            assert added.returncode == 0, added.stdout + added.stderr
+            TOKENS[name] = add_reviewer(local, name, "--role", role)
         yield local
 
 
@@ -84,7 +85,8 @@ async def _awaiting(client: Client, seed: int) -> tuple[str, float]:
 def _decide(stack: LocalStack, job_id: str, reviewer: str, decision: str = "approve") -> str:
     """`tunesmith review approve|reject`; returns its exit code and output, for asserts."""
     extra = ["--reason", "off brand"] if decision == "reject" else []
-    out = run_cli(stack, "review", decision, job_id, "--reviewer", reviewer, *extra)
+    out = run_cli(stack, "review", decision, job_id, "--reviewer", reviewer, *extra,
+                  env={"TUNESMITH_REVIEWER_TOKEN": TOKENS[reviewer]})  # fmt: skip
     return f"rc={out.returncode}\n{out.stdout}{out.stderr}"
 
 
@@ -155,8 +157,7 @@ async def test_escalation_restricts_to_seniors(
 ) -> None:
     """After `after`: a `review.escalated` event; reviewers are refused; two seniors-or-above
     (distinct, as ever) still have to approve."""
-    added = run_cli(review_stack, "reviewers", "add", "dave", "--role", "admin")
-    assert added.returncode == 0, added.stdout + added.stderr
+    TOKENS["dave"] = add_reviewer(review_stack, "dave", "--role", "admin")
     job_id, since = await _awaiting(client, seed=43)
 
     deadline = since + ESCALATE_AFTER_S + 60
