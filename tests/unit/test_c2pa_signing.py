@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from activities.publish import c2pa_signing as cs
+from activities.disclosure import c2pa_signing as cs
 
 FORMATS = {"wav": "WAV", "mp3": "MP3", "flac": "FLAC"}
 
