@@ -121,14 +121,43 @@ def test_commands_without_the_stacks_secrets_fail_clearly(
     )
 
 
-def _reachable_by(user: pwd.struct_passwd) -> bool:
-    probe = [sys.executable, "-c", "import tunesmith, infra.stack"]
-    return (
-        subprocess.run(
-            probe, user=user.pw_uid, group=user.pw_gid, extra_groups=[], capture_output=True,
-            cwd="/", check=False,
-        ).returncode == 0
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM_PYTHON = Path("/usr/bin/python3.11")  # Debian's, world-executable (pyenv's may be in /root)
+
+
+def _runs_as(user: pwd.struct_passwd, python: str) -> bool:
+    try:
+        probe = subprocess.run(
+            [python, "-c", "import tunesmith, infra.stack"], user=user.pw_uid,
+            group=user.pw_gid, extra_groups=[], capture_output=True, cwd="/", check=False,
+        )  # fmt: skip
+    except PermissionError:
+        return False
+    return probe.returncode == 0
+
+
+def _python_for(user: pwd.struct_passwd, workdir: Path) -> str:
+    """An interpreter with tunesmith installed that `user` can run: ours when they can reach
+    it, else a copy of this checkout with the locked dependencies on the system Python
+    (root-owned and world-readable, as a shared install would be; built from uv's cache)."""
+    if _runs_as(user, sys.executable):
+        return sys.executable
+    if not SYSTEM_PYTHON.exists():
+        pytest.fail(f"{sys.executable} is not reachable by {user.pw_name} and {SYSTEM_PYTHON} "
+                    "is missing: cannot run the stack as a normal user")  # fmt: skip
+    src = workdir / "src"
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".tools", ".tunesmith", "out", "__pycache__", ".*_cache"))  # fmt: skip
+    env = os.environ | {"UV_PROJECT_ENVIRONMENT": str(workdir / "venv")}  # hardlinks: fast
+    synced = subprocess.run(
+        [str(REPO / ".tools" / "bin" / "uv"), "sync", "--frozen", "--python", str(SYSTEM_PYTHON),
+         "--no-dev", "--quiet"],
+        cwd=src, env=env, capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
+    assert synced.returncode == 0, synced.stderr
+    python = str(workdir / "venv" / "bin" / "python")
+    assert _runs_as(user, python)
+    return python
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="running as another local user needs root")
@@ -138,13 +167,15 @@ def test_a_normal_user_runs_the_stack_from_a_private_directory() -> None:
     from infra.stack import free_port
 
     user = pwd.getpwnam("nobody")
-    if not _reachable_by(user):
-        pytest.skip(f"this checkout ({Path(__file__).parents[2]}) is not readable by 'nobody'")
-    private = Path(tempfile.mkdtemp(prefix="tunesmith-user-"))  # mode 700, then theirs
+    workdir = Path(tempfile.mkdtemp(prefix="tunesmith-user-"))
+    workdir.chmod(0o755)
+    python = _python_for(user, workdir)
+    private = workdir / "private"
+    private.mkdir(mode=0o700)
     os.chown(private, user.pw_uid, user.pw_gid)
     home = private / "state"
     env = {
-        "PATH": os.environ["PATH"],
+        "PATH": f"{Path(python).parent}:{os.environ['PATH']}",
         "HOME": str(private),
         "TUNESMITH_HOME": str(home),
         "TUNESMITH_TEMPORAL_PORT": str(free_port()),
@@ -155,7 +186,7 @@ def test_a_normal_user_runs_the_stack_from_a_private_directory() -> None:
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "tunesmith", *args], env=env, cwd=private,
+            [python, "-m", "tunesmith", *args], env=env, cwd=private,
             user=user.pw_uid, group=user.pw_gid, extra_groups=[],
             capture_output=True, text=True, timeout=240, check=False,
         )  # fmt: skip
@@ -174,5 +205,5 @@ def test_a_normal_user_runs_the_stack_from_a_private_directory() -> None:
         assert all(p.stat().st_uid == user.pw_uid for p in (home, home / "secrets.json"))
     finally:
         down = cli("destroy", "--yes")
-        shutil.rmtree(private, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
     assert down.returncode == 0, down.stdout + down.stderr
