@@ -160,7 +160,7 @@ class EmbeddedPostgres:
                 ])  # fmt: skip
             finally:
                 pwfile.unlink(missing_ok=True)
-        elif "scram-sha-256" not in (data / "pg_hba.conf").read_text():
+        elif (data / "pg_hba.conf").read_text() != PG_HBA:  # made by an older tunesmith
             # Single-user mode sets the password before the server ever listens with it.
             self._run(
                 [self.server_bin("postgres"), "--single", "-D", str(data), "postgres"],

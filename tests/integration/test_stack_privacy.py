@@ -3,6 +3,7 @@ loopback only, and commands that say so when the stack's secrets are not where t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -207,3 +208,42 @@ def test_a_normal_user_runs_the_stack_from_a_private_directory() -> None:
         down = cli("destroy", "--yes")
         shutil.rmtree(workdir, ignore_errors=True)
     assert down.returncode == 0, down.stdout + down.stderr
+
+
+def test_an_older_trust_auth_stack_moves_to_a_password() -> None:
+    """A state dir made before credentials existed (trust auth, a watermark.key file) keeps its
+    data and its watermark key, and from the next `up` on demands the password."""
+    from infra.embedded_postgres import pg_bin
+    from tests.conftest import make_settings
+
+    home = Path(tempfile.mkdtemp(prefix="tunesmith-legacy-"))
+    settings = make_settings(home)
+    pg = EmbeddedPostgres.for_home(home)
+    data = home / "postgres"  # where older versions kept it, as root too
+    data.mkdir(mode=0o700)
+    if pg.user is not None:
+        home.chmod(0o711)
+        shutil.chown(data, pg.user, pg.user)
+    subprocess.run(
+        [pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+         "--locale=C"],
+        check=True, capture_output=True, user=pg.user, cwd="/",
+    )  # fmt: skip
+    (home / "watermark.key").write_text("cd" * 32)
+    stack = LocalStack(settings)
+    try:
+        stack.up(workers=False, log=lambda _m: None)
+        assert EmbeddedPostgres.for_home(home).data_dir == data
+
+        async def connect() -> None:
+            with pytest.raises(asyncpg.InvalidPasswordError):
+                await asyncpg.connect(host="127.0.0.1", port=settings.pg_port, user="postgres",
+                                      database="tunesmith", timeout=10)  # fmt: skip
+            conn = await asyncpg.connect(settings.dsn)
+            assert await conn.fetchval("SELECT count(*) FROM schema_migrations") > 0
+            await conn.close()
+
+        asyncio.run(connect())
+        assert read_local_secret(home, "watermark_key", setting="-") == "cd" * 32
+    finally:
+        stack.destroy(log=lambda _m: None)
