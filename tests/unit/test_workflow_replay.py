@@ -6,6 +6,7 @@ and record new histories next to these (see `tests/unit/histories/`).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,47 @@ async def test_saved_history_replays(path: Path) -> None:
 
 
 def test_histories_cover_the_outcomes_and_the_newest_paths() -> None:
-    # The three outcomes from before any patch, and one run through every patched path
-    # (per-model GPU queue, draft preview, review authorization), recorded with
-    # `python -m tests.tools.record_history`.
+    # The three outcomes from before any patch, one auto-approved run through the per-model
+    # GPU queue and the draft preview, and the review gate with authorization (escalation,
+    # approvals by signal and update, expiry, webhook children), recorded with
+    # `python -m tests.tools.record_history NAME.json [layers|review|expired]`.
     assert {p.stem.removeprefix("generate_track_") for p in HISTORIES} >= {
         "auto_approved",
         "human_approved",
         "rejected",
         "layers_draft_first",
+        "review_two_approvals_escalated",
+        "review_expired",
     }
+
+
+def _activities_and_patches(path: Path) -> tuple[list[str], set[str]]:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    activities = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    patches = {
+        json.loads(e.marker_recorded_event_attributes.details["patch-data"].payloads[0].data)["id"]
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+    }
+    return activities, patches
+
+
+def test_review_histories_take_the_authorized_gate() -> None:
+    """The review histories run the gate with authorization, escalation and webhooks."""
+    folder = Path(__file__).parent / "histories"
+    approved, patches = _activities_and_patches(
+        folder / "generate_track_review_two_approvals_escalated.json"
+    )
+    assert {"review-authz-v1", "deliver-webhooks-v1", "draft-first-v1"} <= patches
+    assert approved.count("authorize_review") == 3  # alice, alice again (refused), bob
+    assert "escalate_review" in approved and approved[-1] == "publish"
+    expired, patches = _activities_and_patches(folder / "generate_track_review_expired.json")
+    assert {"review-authz-v1", "deliver-webhooks-v1"} <= patches
+    assert "authorize_review" not in expired and expired[-2:] == [
+        "escalate_review",
+        "record_review",
+    ]
