@@ -23,7 +23,11 @@ from infra.stack import free_port
 )
 def test_unreachable_platform_exits_3(args: list[str]) -> None:
     port = str(free_port())  # nothing listens there
-    env = {**os.environ, "TUNESMITH_PG_PORT": port, "TUNESMITH_TEMPORAL_PORT": port}
+    # Credentials given as settings: this is about the platform being down, not secrets missing
+    # (tests/integration/test_stack_privacy.py covers those).
+    env = {**os.environ, "TUNESMITH_PG_PORT": port, "TUNESMITH_TEMPORAL_PORT": port,
+           "TUNESMITH_S3_PORT": port, "TUNESMITH_PG_PASSWORD": "x",
+           "TUNESMITH_S3_ACCESS_KEY": "x", "TUNESMITH_S3_SECRET_KEY": "x"}  # fmt: skip
     env.pop("TUNESMITH_DATABASE_URL", None)
     env.pop("TUNESMITH_TEMPORAL_ADDRESS", None)
     proc = subprocess.run(
