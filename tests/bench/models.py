@@ -82,6 +82,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu, cuda, auto")
     args = parser.parse_args()
 
     import torch
@@ -94,15 +95,16 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "no GPU"
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, device cpu")  # fmt: skip
+          f"{os.cpu_count()} CPUs, device {args.device} ({card})")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="tunesmith-bench-models-") as tmp:
         root = Path(tmp)
         build_debug_musicgen(root / "musicgen-debug")
         build_debug_musicgen(root / "musicgen-melody-debug", melody=True)
         build_debug_stable_audio(root / "stable-audio-debug")
         served = "musicgen-debug,musicgen-melody-debug,stable-audio-debug"
-        ms = ModelSettings(models_dir=root, served_models=served, torch_device="cpu")
+        ms = ModelSettings(models_dir=root, served_models=served, torch_device=args.device)
         registry = ModelRegistry(Settings(), ms)
         # MusicGen: 4 s = two 2 s windows (continuation included); Stable Audio: 2 s, 8 steps.
         plan = [

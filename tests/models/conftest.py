@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,9 @@ def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def registry(models_dir: Path) -> ModelRegistry:
-    ms = ModelSettings(models_dir=models_dir, served_models=SERVED, torch_device="cpu")
+    # CPU by default (CI); TUNESMITH_TEST_TORCH_DEVICE=cuda runs the same tests on a GPU.
+    device = os.environ.get("TUNESMITH_TEST_TORCH_DEVICE", "cpu")
+    ms = ModelSettings(models_dir=models_dir, served_models=SERVED, torch_device=device)
     return ModelRegistry(Settings(), ms)
 
 
