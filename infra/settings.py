@@ -35,6 +35,13 @@ class Settings(BaseSettings):
     temporal_tls_key: Path | None = None
     temporal_api_key: str | None = None
     temporal_ui_url: str | None = None
+    # Encrypt every Temporal payload (infra/codec.py): `id:base64key[,id:base64key...]`, the
+    # first encrypts, all decrypt. Set the same value for workers, SDK, CLI and codec server.
+    payload_keys: str | None = None
+    # `tunesmith codec serve`: the token callers must present; and the codec endpoint the local
+    # dev server's Web UI is started with (so it shows decrypted payloads).
+    codec_server_token: str | None = None
+    ui_codec_endpoint: str | None = None
 
     # PostgreSQL
     database_url: str | None = None

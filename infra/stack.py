@@ -141,6 +141,8 @@ class LocalStack:
         ]  # fmt: skip
         for name in SEARCH_ATTRIBUTES:
             argv += ["--search-attribute", f"{name}=Keyword"]
+        if s.ui_codec_endpoint:  # the Web UI decrypts payloads through `tunesmith codec serve`
+            argv += ["--ui-codec-endpoint", s.ui_codec_endpoint]
         if self.tune_temporal:
             for key, value in TEMPORAL_DYNAMIC_CONFIG.items():
                 argv += ["--dynamic-config-value", f"{key}={value}"]

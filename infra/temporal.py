@@ -1,7 +1,9 @@
-"""One Temporal client factory (pydantic data converter, TLS/API key from settings) for the SDK,
-the CLI and the workers."""
+"""One Temporal client factory (pydantic data converter, optional payload encryption, TLS/API key
+from settings) for the SDK, the CLI and the workers."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from google.protobuf.duration_pb2 import Duration
 from temporalio.api.enums.v1 import IndexedValueType
@@ -13,9 +15,19 @@ from temporalio.api.operatorservice.v1 import (
 from temporalio.api.workflowservice.v1 import UpdateNamespaceRequest
 from temporalio.client import Client, TLSConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 
+from infra.codec import EncryptionCodec, PayloadKeys
 from infra.settings import Settings
 from schemas.names import SEARCH_ATTRIBUTES
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """Pydantic payloads, encrypted when `TUNESMITH_PAYLOAD_KEYS` is set."""
+    if not settings.payload_keys:
+        return pydantic_data_converter
+    codec = EncryptionCodec(PayloadKeys.parse(settings.payload_keys))
+    return dataclasses.replace(pydantic_data_converter, payload_codec=codec)
 
 
 async def connect_temporal(settings: Settings) -> Client:
@@ -31,7 +43,7 @@ async def connect_temporal(settings: Settings) -> Client:
     return await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(settings),
         tls=tls,
         api_key=settings.temporal_api_key,
     )
