@@ -31,19 +31,20 @@ DOCS = ROOT / "docs"
 # The reference pages the README links to; losing one loses documentation.
 DOC_PAGES = {
     "architecture.md", "benchmarks.md", "cli.md", "controls.md", "development.md",
-    "disclosure.md", "experiments.md", "guarantees.md", "models.md", "review.md",
-    "sdk.md", "settings.md", "similarity.md", "takedown.md",
+    "disclosure.md", "experiments.md", "guarantees.md", "models.md", "production.md",
+    "review.md", "sdk.md", "settings.md", "similarity.md", "takedown.md",
 }  # fmt: skip
 
 # Every command the pages show in a code block today. A command missing from all of them
 # means an example disappeared.
 DOCUMENTED_COMMANDS = {
-    "up", "generate", "search", "jobs list", "jobs show", "worker cpu", "worker gpu",
+    "up", "destroy", "generate", "search", "jobs list", "jobs show", "worker cpu", "worker gpu",
     "templates list", "templates show", "models list", "models show", "models promote",
     "eval similarity", "eval watermark",
-    "reviewers add", "reviewers list", "reviewers remove",
+    "reviewers add", "reviewers list", "reviewers rotate", "reviewers remove",
     "review list", "review show", "review approve", "review reject", "review annotate",
-    "review revise", "review open", "review stats", "review serve",
+    "review revise", "review open", "review stats", "review serve", "review proof",
+    "codec new-key", "codec serve",
     "takedown file", "takedown list", "takedown show", "takedown dispute", "takedown decide",
     "catalog add", "catalog list", "catalog remove", "catalog reindex", "similarity check",
     "verify", "watermark detect",
