@@ -5,33 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from activities.evaluation.guard import (
-    DEFAULT_REQUESTS,
-    GuardResult,
-    ModelEvaluation,
-    RequestOutcome,
-    compare,
-    evaluate_model,
-    guard_requests,
-    parse_tolerances,
-)
+from activities.evaluation.guard import DEFAULT_REQUESTS, GuardResult, RequestOutcome
+from activities.evaluation.promotion import PromotionError, plan_promotion, run_promotion
 from activities.experiments import store as edb
 from activities.experiments.model import Experiment, ExperimentError, parse_variant
 from activities.experiments.report import METRICS, build_report, format_estimate
-from activities.inference.backend import ModelBackend
-from activities.inference.failures import ModelWeightsMissingError, UnknownModelError
-from activities.inference.registry import ModelRegistry
-from activities.models.settings import TIERS, get_model_settings
 from infra.db import Database, jsonable
-from infra.settings import get_settings
 from tunesmith.cli_common import console, err
 from tunesmith.cli_common import fail as _fail
 from tunesmith.cli_common import run_with_db as _with_db
@@ -163,23 +150,6 @@ def experiments_report(
 # --- regression guard -------------------------------------------------------------------------
 
 
-def _load_backends(current: str, candidate: str) -> tuple[ModelBackend, ModelBackend]:
-    """Both backends from the registry, serving just these two here (not a worker's config)."""
-    ms = get_model_settings()
-    served = ms.model_copy(update={"served_models": f"{current},{candidate}"})
-    try:
-        registry = ModelRegistry(get_settings(), served)
-        return registry.get(current), registry.get(candidate)
-    except UnknownModelError as exc:
-        raise _fail(f"unknown model: {exc.args[0]} (see `tunesmith models list`)") from None
-    except ModelWeightsMissingError as exc:
-        raise _fail(
-            f"cannot evaluate: weights missing: {exc} (models dir {ms.models_dir})"
-        ) from None
-    except ImportError as exc:
-        raise _fail(f"cannot load the model's backend here: {exc}") from None
-
-
 def _print_guard(result: GuardResult) -> None:
     b, c = result.baseline, result.candidate
     table = Table("metric", f"current {b.model_id} ({b.model_version})",
@@ -205,27 +175,6 @@ def _print_guard(result: GuardResult) -> None:
             if o.error:
                 console.print(f"{which} {ev.model_id}: request {o.index} ({o.product}) "
                               f"failed: {o.error}")  # fmt: skip
-
-
-async def _similarity(db: Database, ev: ModelEvaluation, masters: Path) -> None:
-    """Mark each master the catalog check does not clear (a false positive: all are new)."""
-    from activities.catalog.store import CatalogDB
-    from activities.similarity.checker import SimilarityChecker
-
-    catalog = CatalogDB(db.pool)
-    if await catalog.count() == 0:
-        ev.similarity_note = "skipped: the catalog is empty (`tunesmith catalog add`)"
-        return
-    checker = SimilarityChecker(catalog)
-    try:
-        for o in ev.outcomes:
-            path = masters / f"{o.index:02d}.wav"
-            if path.exists():
-                o.similarity_flagged = (await checker.check_file(path)).risk != "clear"
-    except Exception as exc:
-        ev.similarity_note = f"skipped: {type(exc).__name__}: {exc}"
-        for o in ev.outcomes:
-            o.similarity_flagged = None
 
 
 def promote(
@@ -257,57 +206,25 @@ def promote(
     (when a catalog exists) similarity false positives, each within its tolerance. Exit code 1
     and nothing recorded when the candidate regresses; else the promotion is recorded.
     """
-    if tier not in TIERS:
-        raise _fail(f"tier must be one of {list(TIERS)}, got {tier!r}")
     try:
-        tolerances = parse_tolerances(tolerance or [])
-    except ValueError as exc:
+        plan = plan_promotion(model_id, tier=tier, tolerances=tolerance or [],
+                              requests=requests, baseline=baseline)  # fmt: skip
+    except PromotionError as exc:
         raise _fail(str(exc)) from None
-    current = baseline or get_model_settings().tier_models[tier]
-    current_backend, candidate_backend = _load_backends(current, model_id)
-    request_set = guard_requests(requests)
+    current = plan.current
 
-    def evaluate(backend: ModelBackend, which: str, keep: Path | None) -> ModelEvaluation:
+    @contextmanager
+    def progress(which: str, model: str, total: int) -> Iterator[Callable[[RequestOutcome], None]]:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-        with Progress(*columns, console=err, transient=True, disable=as_json) as progress:
-            task = progress.add_task(f"{which} {backend.model_id}", total=len(request_set))
-
-            def advance(_: RequestOutcome) -> None:
-                progress.advance(task)
-
-            return evaluate_model(backend, request_set, keep_masters=keep, on_outcome=advance)
-
-    async def run(db: Database | None) -> tuple[GuardResult, int | None, str | None]:
-        with tempfile.TemporaryDirectory(prefix="tunesmith-promote-") as tmp:
-            keep = Path(tmp) if db is not None else None
-            base = await asyncio.to_thread(
-                evaluate, current_backend, "current", keep / "current" if keep else None
-            )
-            cand = await asyncio.to_thread(
-                evaluate, candidate_backend, "candidate", keep / "candidate" if keep else None
-            )
-            if db is not None and keep is not None:
-                await _similarity(db, base, keep / "current")
-                await _similarity(db, cand, keep / "candidate")
-            else:
-                for ev in (base, cand):
-                    ev.similarity_note = "skipped: --dry-run (no catalog)"
-        result = compare(base, cand, tolerances)
-        if db is None or not result.ok:
-            return result, None, None
-        previous = await edb.promoted_model(db, tier)
-        promotion_id = await edb.record_promotion(
-            db, tier=tier, model_id=model_id, model_version=cand.model_version,
-            previous_model_id=current, previous_model_version=base.model_version,
-            tolerances=result.tolerances, baseline=base.as_dict(), candidate=cand.as_dict(),
-            comparison=result.comparison_rows(),
-        )  # fmt: skip
-        return result, promotion_id, previous
+        with Progress(*columns, console=err, transient=True, disable=as_json) as bar:
+            task = bar.add_task(f"{which} {model}", total=total)
+            yield lambda _: bar.advance(task)
 
     if dry_run:
-        result, promotion_id, _ = asyncio.run(run(None))
+        outcome = asyncio.run(run_promotion(plan, db=None, progress=progress))
     else:
-        result, promotion_id, _ = _with_db(run)
+        outcome = _with_db(lambda db: run_promotion(plan, db=db, progress=progress))
+    result, promotion_id = outcome.result, outcome.promotion_id
     if as_json:
         console.print_json(json.dumps({
             "tier": tier, "candidate": model_id, "current": current, "ok": result.ok,
@@ -329,6 +246,6 @@ def promote(
                       "(dry run: nothing recorded)")  # fmt: skip
         return
     console.print(f"promotion #{promotion_id} recorded: {tier} → {model_id} "
-                  f"(was {current}). To apply it, set {var}={model_id} for the clients and "
-                  f"workers, add {model_id} to TUNESMITH_SERVED_MODELS on the GPU workers, "
-                  "and restart them.")  # fmt: skip
+                  f"(was {current}). To apply it, set {var}={model_id} on the CPU workers "
+                  f"(they resolve tiers to models), add {model_id} to TUNESMITH_SERVED_MODELS "
+                  "on the GPU workers, and restart them.")  # fmt: skip
