@@ -16,15 +16,16 @@ from infra.db import Database, jsonable
 from infra.settings import Settings, get_settings
 from infra.stack import LocalStack
 from infra.store import ObjectStore, split_uri
-from schemas.errors import JobNotFoundError, TunesmithError
-from schemas.jobs import TERMINAL_STAGES, GenerationResult, JobStatus, Stage
+from schemas.errors import TunesmithError
+from schemas.jobs import TERMINAL_STAGES, JobStatus, Stage
 from schemas.music import key_name, normalize_instrument, parse_key
 from schemas.request import Product, ReviewMode, Tier, validate_request
-from tunesmith.cli_common import console, err
+from tunesmith.cli_common import console, err, print_result
 from tunesmith.cli_common import run as _run
 from tunesmith.cli_common import table as _table
 from tunesmith.cli_common import with_db as _with_db
 from tunesmith.client import Client, JobHandle
+from tunesmith.jobs import read_job
 
 app = typer.Typer(help="tunesmith: durable AI music generation on Temporal.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs recorded in the metadata DB.", no_args_is_help=True)
@@ -76,23 +77,6 @@ def status() -> None:
 
 
 # --- generation -----------------------------------------------------------------------------
-def _print_result(settings: Settings, result: GenerationResult) -> None:
-    console.print(f"job:          {result.job_id}")
-    console.print(f"web ui:       {settings.workflow_url(result.job_id)}")
-    console.print(f"stage:        {result.stage.value} (review: {result.review_state.value})")
-    console.print(f"model:        {result.model_id} {result.model_version} seed {result.seed}")
-    if result.measurements:
-        m = result.measurements
-        console.print(
-            f"measured:     {m.integrated_lufs:.2f} LUFS, true peak {m.true_peak_dbtp:.2f} dBTP, "
-            f"{m.duration_s:.3f} s at {m.sample_rate} Hz"
-        )
-    for kind, uri in result.artifacts.items():
-        console.print(f"artifact:     {kind:<14} {uri}")
-    if result.stage is Stage.PUBLISHED:
-        console.print(f"charged:      {result.charge_cents} cents")
-
-
 async def _follow(handle: JobHandle) -> JobStatus:
     """Print each stage (and generation progress) until the job ends or awaits review."""
     printed = 0
@@ -238,7 +222,7 @@ def generate(
         if as_json:
             console.print_json(result.model_dump_json())
         else:
-            _print_result(settings, result)
+            print_result(settings, result)
         if out and result.artifacts:
             for path in await asyncio.to_thread(_download, settings, result.artifacts, out):
                 console.print(f"downloaded:   {path}")
@@ -269,24 +253,12 @@ def jobs_list(
     console.print(table)
 
 
-async def _job_detail(db: Database, job_id: str) -> dict[str, Any]:
-    job = await db.get_job(job_id)
-    if job is None:
-        raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
-    return {
-        "job": jsonable(job),
-        "artifacts": [jsonable(a) for a in await db.artifacts(job_id)],
-        "review": jsonable(r) if (r := await db.get_review(job_id)) else None,
-        "ledger": [jsonable(x) for x in await db.ledger(job_id)],
-    }
-
-
 @jobs_app.command("show")
 def jobs_show(job_id: str) -> None:
     """Everything the metadata DB knows about one job (JSON)."""
-    detail = _run(_with_db(lambda db: _job_detail(db, job_id)))
-    detail["web_ui"] = get_settings().workflow_url(job_id)
-    console.print_json(json.dumps(detail, default=str))
+    url = get_settings().workflow_url(job_id)
+    view = _run(_with_db(lambda db: read_job(db, job_id, web_ui=url)))
+    console.print_json(json.dumps(view.record(), default=str))
 
 
 # --- search ---------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """What every `tunesmith` command module shares: consoles, running a coroutine with the CLI's
-exit codes (2: refused input, 3: platform unreachable), a DB session, and tables."""
+exit codes (2: refused input, 3: platform unreachable), a DB session, tables, and a job's
+result."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.db import Database
-from infra.settings import get_settings
+from infra.settings import Settings, get_settings
 from schemas.errors import TunesmithError
+from schemas.jobs import GenerationResult, Stage
 
 T = TypeVar("T")
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -64,3 +66,21 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     """Print `message` as an error; return the Exit to raise."""
     err.print(f"[red]error:[/red] {message}")
     return typer.Exit(code)
+
+
+def print_result(settings: Settings, result: GenerationResult) -> None:
+    """A finished job's result, one line per fact (`generate --wait`, `review approve`)."""
+    console.print(f"job:          {result.job_id}")
+    console.print(f"web ui:       {settings.workflow_url(result.job_id)}")
+    console.print(f"stage:        {result.stage.value} (review: {result.review_state.value})")
+    console.print(f"model:        {result.model_id} {result.model_version} seed {result.seed}")
+    if result.measurements:
+        m = result.measurements
+        console.print(
+            f"measured:     {m.integrated_lufs:.2f} LUFS, true peak {m.true_peak_dbtp:.2f} dBTP, "
+            f"{m.duration_s:.3f} s at {m.sample_rate} Hz"
+        )
+    for kind, uri in result.artifacts.items():
+        console.print(f"artifact:     {kind:<14} {uri}")
+    if result.stage is Stage.PUBLISHED:
+        console.print(f"charged:      {result.charge_cents} cents")

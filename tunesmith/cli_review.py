@@ -14,20 +14,21 @@ import typer
 
 from activities.policy.review import parse_duration
 from activities.review import store as review_db
-from activities.review.authz import reviewer_refusal
+from activities.review.annotations import annotate_job
 from activities.review.proof import review_proof
 from infra.db import Database, jsonable
 from infra.settings import get_settings
 from infra.store import ObjectStore
-from schemas.errors import JobNotFoundError, ReviewNotAllowedError, TunesmithError
-from schemas.jobs import CheckSimilarityOutput, JobStatus, Stage
-from tunesmith.cli_common import console, err
+from schemas.errors import TunesmithError
+from schemas.jobs import JobStatus, Stage
+from tunesmith.cli_common import console, err, print_result
 from tunesmith.cli_common import run as _run
 from tunesmith.cli_common import table as _table
 from tunesmith.cli_common import with_db as _with_db
 
 if TYPE_CHECKING:
-    from tunesmith.client import Client, JobHandle
+    from tunesmith.client import JobHandle
+    from tunesmith.jobs import JobView
 
 review_app = typer.Typer(help="The human review queue.", no_args_is_help=True)
 reviewers_app = typer.Typer(help="Who may review, by role and tenant.", no_args_is_help=True)
@@ -176,50 +177,24 @@ def review_list(
     console.print(table)
 
 
-async def _similarity(client: Client, job_id: str) -> CheckSimilarityOutput | None:
-    """The `check_similarity` result, read back from the job's workflow history."""
-    try:
-        history = await client.temporal.get_workflow_handle(job_id).fetch_history()
-    except Exception:  # history gone (retention) or unreachable: show the rest
-        return None
-    scheduled: int | None = None
-    for event in history.events:
-        if event.HasField("activity_task_scheduled_event_attributes"):
-            attrs = event.activity_task_scheduled_event_attributes
-            if attrs.activity_type.name == "check_similarity":
-                scheduled = event.event_id
-        elif event.HasField("activity_task_completed_event_attributes"):
-            done = event.activity_task_completed_event_attributes
-            if done.scheduled_event_id == scheduled:
-                [out] = await client.temporal.data_converter.decode(
-                    done.result.payloads, [CheckSimilarityOutput]
-                )
-                return out
-    return None
-
-
 @review_app.command("show")
 def review_show(job_id: str) -> None:
     """Controls, quality score and reasons, similarity matches, links to listen and look."""
-    from tunesmith.cli import _job_detail
     from tunesmith.client import Client
 
     settings = get_settings()
 
-    async def main() -> tuple[dict[str, Any], CheckSimilarityOutput | None, list[Any]]:
-        detail = await _with_db(lambda db: _job_detail(db, job_id))
-        audit = await _with_db(lambda db: review_db.audit_log(db, job_id))
+    async def main() -> JobView:
         client = await Client.connect(settings)
-        return detail, await _similarity(client, job_id), audit
+        return await client.job(job_id)
 
-    detail, sim, audit = _run(main())
-    job = detail["job"]
-    c = job.get("controls") or {}
+    view = _run(main())
+    job, c = view.job, view.controls
     console.print(
         f"job:      {job_id}  tenant {job['tenant']}  product {job['product']}  "
         f"stage {job['stage']}  review {job['review_state']}"
     )
-    console.print(f"web ui:   {settings.workflow_url(job_id)}")
+    console.print(f"web ui:   {view.web_ui}")
     console.print(f"prompt:   {job['prompt']}")
     controls = {
         k: c.get(k)
@@ -243,22 +218,18 @@ def review_show(job_id: str) -> None:
     )
     console.print(f"reasons:  {'; '.join(job['review_reasons']) or '-'}")
     store = ObjectStore(settings)
-    links: dict[str, str] = {}
-    for a in detail["artifacts"]:
-        if a["kind"] == "master_wav":
-            quality = (a["features"] or {}).get("quality", {})
-            console.print(
-                f"quality:  {quality.get('score', '?')}"
-                + "".join(f"\n  - {f}" for f in quality.get("findings", []))
-            )
-            console.print(
-                f"measured: {a['integrated_lufs']:.2f} LUFS, LRA {a['loudness_range_lu']} LU, "
-                f"true peak {a['true_peak_dbtp']:.2f} dBTP, {a['duration_s']:.2f} s, "
-                f"tempo {a['tempo_bpm']} BPM, key {a['musical_key']}"
-            )
-        if a["kind"] in ("preview_mp3", "published_preview", "master_mp3"):
-            links[a["kind"]] = a["uri"]
-    if sim is not None:
+    if (a := view.master) is not None:
+        quality = (a["features"] or {}).get("quality", {})
+        console.print(
+            f"quality:  {quality.get('score', '?')}"
+            + "".join(f"\n  - {f}" for f in quality.get("findings", []))
+        )
+        console.print(
+            f"measured: {a['integrated_lufs']:.2f} LUFS, LRA {a['loudness_range_lu']} LU, "
+            f"true peak {a['true_peak_dbtp']:.2f} dBTP, {a['duration_s']:.2f} s, "
+            f"tempo {a['tempo_bpm']} BPM, key {a['musical_key']}"
+        )
+    if (sim := view.similarity) is not None:
         console.print(
             f"similarity: risk {sim.risk}, {len(sim.matches)} match(es)"
             + "".join(f"\n  - {r}" for r in sim.risk_reasons)
@@ -276,12 +247,11 @@ def review_show(job_id: str) -> None:
             f"policy:   {sim.recommendation.policy_version}, needs "
             f"{sim.recommendation.required_approvals} approval(s)"
         )
-    for kind, uri in links.items():
+    for kind, uri in view.listen.items():
         console.print(f"listen:   {kind:<17} {store.presigned_get(uri)}")
-    overview = f"s3://{settings.raw_bucket}/{job_id}/postprocess/overview.png"
-    if store.exists(overview):
-        console.print(f"overview: {'overview_png':<17} {store.presigned_get(overview)}")
-    for row in audit:
+    if view.overview_uri is not None:
+        console.print(f"overview: {'overview_png':<17} {store.presigned_get(view.overview_uri)}")
+    for row in view.audit:
         verdict = "accepted" if row["accepted"] else "refused"
         console.print(
             f"audit:    {row['at']:%Y-%m-%d %H:%M:%S} {row['action']} "
@@ -297,7 +267,6 @@ def _decide(
     *,
     wait: bool,
 ) -> None:
-    from tunesmith.cli import _print_result
     from tunesmith.client import Client
 
     async def main() -> None:
@@ -321,7 +290,7 @@ def _decide(
             Stage.FAILED,
             Stage.CANCELLED,
         ):
-            _print_result(settings, await handle.result())
+            print_result(settings, await handle.result())
 
     _run(main())
 
@@ -366,32 +335,6 @@ def review_reject(
 
 
 # --- annotations, revisions, metrics --------------------------------------------------------
-async def annotate_job(
-    db: Database,
-    job_id: str,
-    *,
-    reviewer: str,
-    tags: list[str],
-    rating: int | None,
-    note: str | None,
-    post_edit: bool,
-) -> None:
-    """Record an annotation by an authorized reviewer (CLI and review page).
-
-    Raises:
-        JobNotFoundError: no such job.
-        ReviewNotAllowedError: the reviewer may not review this job's tenant (or is unknown).
-    """
-    job = await db.get_job(job_id)
-    if job is None:
-        raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
-    refusal = await reviewer_refusal(db, reviewer=reviewer, tenant=job["tenant"])
-    if refusal:
-        raise ReviewNotAllowedError(refusal)
-    await review_db.add_annotation(db, job_id, reviewer=reviewer, tags=tags, rating=rating,
-                                   note=note, post_edit=post_edit)  # fmt: skip
-
-
 @review_app.command("annotate")
 def review_annotate(
     job_id: str,
@@ -456,19 +399,12 @@ def review_revise(
     """Re-generate with changed controls: a new job with the original request plus the changes,
     linked to the original (`revision_of`). The original is left as it is."""
     from tunesmith.client import Client
+    from tunesmith.review import revise
 
     async def main() -> str:
         changes = parse_changes(set_)
-        if "revision_of" in changes or "tenant" in changes:
-            raise TunesmithError("a revision keeps the original's tenant and link")
-        job = await _with_db(lambda db: db.get_job(job_id))
-        if job is None:
-            raise JobNotFoundError(f"no job {job_id!r} in the metadata DB")
-        request = {k: v for k, v in job["request"].items() if v is not None}
-        request.update(changes, revision_of=job_id)
         client = await Client.connect(get_settings())
-        handle = await client.submit(request)
-        return handle.job_id
+        return (await revise(client, job_id, changes)).job_id
 
     new_id = _run(main())
     console.print(f"{new_id} (revision of {job_id})")

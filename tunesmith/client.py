@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -57,6 +58,7 @@ from schemas.jobs import (
     Stage,
 )
 from schemas.request import GenerationRequest, validate_request
+from tunesmith.jobs import JobView, overview_uri, read_job
 
 _MEMO_REQUEST_SHA = "request_sha256"
 
@@ -244,6 +246,30 @@ class Client:
 
     def get_handle(self, job_id: str) -> JobHandle:
         return JobHandle(self, job_id)
+
+    async def job(self, job_id: str, *, db: Database | None = None) -> JobView:
+        """Everything recorded about a job: its row, artifacts, review, ledger, review audit,
+        similarity matches (while the workflow history is kept) and overview image.
+
+        Args:
+            job_id: the job.
+            db: an open metadata DB to read from (default: a short-lived connection).
+
+        Raises:
+            JobNotFoundError: the metadata DB has no such job.
+        """
+        if db is None:
+            db = await Database.open(self.settings, max_size=1)
+            try:
+                return await self.job(job_id, db=db)
+            finally:
+                await db.close()
+        url = self.settings.workflow_url(job_id)
+        view = await read_job(db, job_id, web_ui=url, temporal=self.temporal)
+        overview = overview_uri(self.settings.raw_bucket, job_id)
+        if await asyncio.to_thread(self.store.exists, overview):
+            view = replace(view, overview_uri=overview)
+        return view
 
     @cached_property
     def store(self) -> ObjectStore:

@@ -23,11 +23,13 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, urlsplit
 
 from activities.review import store as review_db
+from activities.review.annotations import annotate_job
 from infra.db import Database
 from infra.settings import Settings
 from infra.store import ObjectStore
 from schemas.errors import JobNotFoundError, ReviewNotAllowedError, TunesmithError
 from tunesmith.client import Client
+from tunesmith.jobs import JobView
 
 T = TypeVar("T")
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2rem;max-width:70rem}
@@ -67,17 +69,8 @@ class ReviewPage:
                                       limit=200)  # fmt: skip
         return self.call(rows)
 
-    def detail(self, job_id: str) -> dict[str, Any]:
-        from tunesmith.cli import _job_detail
-        from tunesmith.cli_review import _similarity
-
-        async def gather() -> dict[str, Any]:
-            detail = await _job_detail(self.db, job_id)
-            detail["similarity"] = await _similarity(self.client, job_id)
-            detail["audit"] = await review_db.audit_log(self.db, job_id)
-            return detail
-
-        return self.call(gather())
+    def detail(self, job_id: str) -> JobView:
+        return self.call(self.client.job(job_id, db=self.db))
 
     def decide(
         self, job_id: str, decision: str, reviewer: str, note: str | None, token: str | None
@@ -94,18 +87,10 @@ class ReviewPage:
 
     def annotate(self, job_id: str, reviewer: str, fields: dict[str, str]) -> None:
         rating = int(fields["rating"]) if fields.get("rating") else None
-        if rating is not None and not 1 <= rating <= 5:
-            raise ReviewNotAllowedError("rating must be 1..5")
         tags = [t.strip() for t in fields.get("tags", "").split(",") if t.strip()]
-        note = fields.get("note") or None
-        post_edit = fields.get("post_edit") == "on"
-        if not (tags or rating or note or post_edit):
-            raise ReviewNotAllowedError("give at least a tag, a rating, a note or post-edit")
-
-        from tunesmith.cli_review import annotate_job
-
         self.call(annotate_job(self.db, job_id, reviewer=reviewer, tags=tags, rating=rating,
-                               note=note, post_edit=post_edit))  # fmt: skip
+                               note=fields.get("note") or None,
+                               post_edit=fields.get("post_edit") == "on"))  # fmt: skip
 
 
 # --- HTML --------------------------------------------------------------------------------------
@@ -147,10 +132,10 @@ def queue_html(rows: list[Any]) -> bytes:
     return _page("tunesmith review queue", f"<h1>Review queue</h1>{filters}{table}")
 
 
-def detail_html(page: ReviewPage, job_id: str, d: dict[str, Any], message: str = "") -> bytes:
-    job, c = d["job"], d["job"].get("controls") or {}
+def detail_html(page: ReviewPage, job_id: str, view: JobView, message: str = "") -> bytes:
+    job, c = view.job, view.controls
     parts = [f"<h1>{_e(job_id)}</h1><p><a href='/'>&larr; queue</a> · "
-             f"<a href='{_e(page.settings.workflow_url(job_id))}'>Web UI run</a></p>"]  # fmt: skip
+             f"<a href='{_e(view.web_ui)}'>Web UI run</a></p>"]  # fmt: skip
     if message:
         parts.append(message)
     parts.append(
@@ -165,27 +150,24 @@ def detail_html(page: ReviewPage, job_id: str, d: dict[str, Any], message: str =
     )
     parts.append(f"<p>controls: {controls}</p>")
     parts.append(f"<p>reasons: {_e('; '.join(job['review_reasons']) or '-')}</p>")
-    preview = None
-    for a in d["artifacts"]:
-        if a["kind"] == "master_wav":
-            quality = (a["features"] or {}).get("quality", {})
-            findings = "".join(f"<li>{_e(f)}</li>" for f in quality.get("findings", []))
-            parts.append(
-                f"<p>quality score <b>{_e(quality.get('score', '?'))}</b>; "
-                f"{a['integrated_lufs']:.1f} LUFS, true peak {a['true_peak_dbtp']:.1f} dBTP, "
-                f"{a['duration_s']:.1f} s, tempo {_e(a['tempo_bpm'])}, key "
-                f"{_e(a['musical_key'])}</p><ul>{findings}</ul>"
-            )
-        if a["kind"] in ("preview_mp3", "published_preview") and preview is None:
-            preview = a["uri"]
+    if (a := view.master) is not None:
+        quality = (a["features"] or {}).get("quality", {})
+        findings = "".join(f"<li>{_e(f)}</li>" for f in quality.get("findings", []))
+        parts.append(
+            f"<p>quality score <b>{_e(quality.get('score', '?'))}</b>; "
+            f"{a['integrated_lufs']:.1f} LUFS, true peak {a['true_peak_dbtp']:.1f} dBTP, "
+            f"{a['duration_s']:.1f} s, tempo {_e(a['tempo_bpm'])}, key "
+            f"{_e(a['musical_key'])}</p><ul>{findings}</ul>"
+        )
+    listen = view.listen
+    preview = listen.get("preview_mp3") or listen.get("published_preview")
     if preview:
         src = page.store.presigned_get(preview)
         parts.append(f"<audio id='player' controls preload='auto' src='{_e(src)}'></audio>")
-    overview = f"s3://{page.settings.raw_bucket}/{job_id}/postprocess/overview.png"
-    if page.store.exists(overview):
-        src = page.store.presigned_get(overview)
+    if view.overview_uri is not None:
+        src = page.store.presigned_get(view.overview_uri)
         parts.append(f"<p><img id='overview' alt='spectrogram and waveform' src='{_e(src)}'></p>")
-    sim = d.get("similarity")
+    sim = view.similarity
     if sim is not None:
         rows = "".join(
             f"<tr><td>{_e(m.title or m.recording_id)}</td><td>{_e(m.method)}</td>"
@@ -231,7 +213,7 @@ def detail_html(page: ReviewPage, job_id: str, d: dict[str, Any], message: str =
         f"<li>{row['at']:%Y-%m-%d %H:%M:%S} {_e(row['action'])} {_e(row['decision'] or '')} by "
         f"{_e(row['reviewer'] or '-')}: {'accepted' if row['accepted'] else 'refused'}"
         f"{' (' + _e(row['reason']) + ')' if row['reason'] else ''}</li>"
-        for row in d.get("audit", [])
+        for row in view.audit
     )
     parts.append(f"<h2>Audit</h2><ul id='audit'>{audit}</ul>")
     return _page(f"review {job_id}", "".join(parts))
