@@ -6,9 +6,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.controls import ControlTokens
+from schemas.request import (
+    DEFAULT_FORMATS,
+    DEFAULT_PROFILE,
+    DeliveryFormat,
+    DeliveryProfileName,
+    GenerationRequest,
+    ReviewMode,
+)
 
 
 class Stage(StrEnum):
@@ -42,6 +50,14 @@ class ReviewState(StrEnum):
     APPROVED = "approved"
     REJECTED = "rejected"
     EXPIRED = "expired"
+
+
+# The stage a job moves to once the review gate has an outcome (the workflow decides it).
+STAGE_AFTER_REVIEW: dict[ReviewState, Stage] = {
+    ReviewState.APPROVED: Stage.PUBLISHING,
+    ReviewState.REJECTED: Stage.REJECTED,
+    ReviewState.EXPIRED: Stage.EXPIRED,
+}
 
 
 class GenerateTrackInput(BaseModel):
@@ -80,9 +96,24 @@ class NormalizeInput(BaseModel):
 
 class NormalizeOutput(BaseModel):
     tokens: ControlTokens
-    request: dict[str, Any]  # the validated request (experiment overrides applied)
+    # The validated request (experiment overrides applied); histories hold it as JSON.
+    request: GenerationRequest
     request_sha256: str
     experiments: list[dict[str, Any]] = Field(default_factory=list)  # A/B assignments
+
+
+class ModelRef(BaseModel):
+    """The exact model that rendered a job: its id and version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        """How audio tags and webhook events name the model, e.g. `draft draft-1`."""
+        return f"{self.id} {self.version}"
 
 
 class GenerateAudioInput(BaseModel):
@@ -91,6 +122,9 @@ class GenerateAudioInput(BaseModel):
     # A quick draft preview rendered before the final (progressive refinement): stored under
     # its own keys as the `draft_preview` artifact; the job's stage is left alone.
     preview: bool = False
+    # The stage the job row records once the render is stored (set by the workflow, which owns
+    # the stage; the default is for payloads scheduled before the workflow named it).
+    next_stage: Stage = Stage.POSTPROCESSING
 
 
 class GenerateAudioOutput(BaseModel):
@@ -102,20 +136,34 @@ class GenerateAudioOutput(BaseModel):
     main_part: str = "main"  # the name of `raw` among the parts ("mix", "combat", ...)
     weights_sha256: str | None = None  # the exact weights (None: weight-free draft model)
 
+    @property
+    def model_ref(self) -> ModelRef:
+        return ModelRef(id=self.model_id, version=self.model_version)
+
 
 class PostprocessInput(BaseModel):
     job_id: str
     raw: AudioRef
     requested_duration_s: float = 0.0
-    profile: str = "streaming"
-    formats: list[str] = Field(default_factory=lambda: ["wav24", "mp3"])
+    profile: DeliveryProfileName = DEFAULT_PROFILE
+    formats: list[DeliveryFormat] = Field(default_factory=lambda: list(DEFAULT_FORMATS))
     title: str = ""
-    model: str = ""
+    model: ModelRef | None = None  # what rendered the raw audio (tags, C2PA)
     instruments: list[str] = Field(default_factory=list)
     seed: int = 0
     tokens: ControlTokens | None = None  # product, bar grid and layers (None: older histories)
     parts: dict[str, AudioRef] = Field(default_factory=dict)  # raw stems or layers
     main_part: str = "main"
+    next_stage: Stage = Stage.CHECKING  # recorded once mastered (see GenerateAudioInput)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_of_older_payloads(cls, value: object) -> object:
+        # Payloads scheduled before ModelRef carried the model as one "<id> <version>" string.
+        if isinstance(value, str):
+            model_id, _, version = value.partition(" ")
+            return ModelRef(id=model_id, version=version) if model_id else None
+        return value
 
 
 class AudioMeasurements(BaseModel):
@@ -162,7 +210,7 @@ class PostprocessOutput(BaseModel):
     measurements: AudioMeasurements
     postprocess_version: str
     quality: QualityReport = Field(default_factory=QualityReport)
-    profile: str = "streaming"
+    profile: str = DEFAULT_PROFILE
     deliverables: list[AudioRef] = Field(default_factory=list)  # one per requested format
     preview: AudioRef | None = None
     overview_uri: str | None = None  # waveform + spectrogram PNG
@@ -179,8 +227,11 @@ class CheckSimilarityInput(BaseModel):
     master: AudioRef
     measurements: AudioMeasurements
     requested_duration_s: float
-    review_mode: str = "auto"
+    review_mode: ReviewMode = ReviewMode.AUTO
     quality: QualityReport = Field(default_factory=QualityReport)
+    # The stage the job row records by the policy's recommendation (set by the workflow).
+    stage_if_review: Stage = Stage.AWAITING_REVIEW
+    stage_if_auto_approved: Stage = Stage.PUBLISHING
 
 
 class ReviewRecommendation(BaseModel):
@@ -239,7 +290,7 @@ class AuthorizeReviewInput(BaseModel):
     decision: ReviewDecision
     channel: Literal["update", "signal"]
     awaiting: bool  # the workflow is awaiting review and undecided
-    stage: str
+    stage: Stage
     approvers: list[str] = Field(default_factory=list)  # who approved already
     min_role: str | None = None  # after an escalation to a role
 
@@ -260,12 +311,21 @@ class RecordReviewInput(BaseModel):
     decision: ReviewDecision | None
     outcome: ReviewState
     reasons: list[str] = Field(default_factory=list)
+    next_stage: Stage  # the stage the job row records (the workflow's STAGE_AFTER_REVIEW)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_of_older_payloads(cls, data: Any) -> Any:
+        # Payloads scheduled before the workflow named the stage: the one its outcome implied.
+        if isinstance(data, dict) and "next_stage" not in data and "outcome" in data:
+            return {**data, "next_stage": STAGE_AFTER_REVIEW[ReviewState(data["outcome"])]}
+        return data
 
 
 class PublishInput(BaseModel):
     job_id: str
     tokens: ControlTokens
-    request: dict[str, Any]
+    request: GenerationRequest
     request_sha256: str
     generated: GenerateAudioOutput
     postprocessed: PostprocessOutput
@@ -275,6 +335,7 @@ class PublishInput(BaseModel):
     review_reasons: list[str] = Field(default_factory=list)
     published_at: datetime
     experiments: list[dict[str, Any]] = Field(default_factory=list)
+    next_stage: Stage = Stage.PUBLISHED  # recorded with the publish transaction
 
 
 class PublishOutput(BaseModel):

@@ -1,4 +1,5 @@
-"""Names the outside world sees: task queues, workflow and message names, search attributes."""
+"""Names the outside world sees: task queues, workflow, activity and message names, search
+attributes."""
 
 from typing import Final
 
@@ -13,8 +14,30 @@ def gpu_task_queue(model_id: str) -> str:
     return f"{GPU_TASK_QUEUE}-{model_id}"
 
 
+# Workflow types.
 GENERATE_TRACK_WORKFLOW: Final = "GenerateTrack"
 DELIVER_JOB_EVENTS_WORKFLOW: Final = "DeliverJobEvents"
+TAKEDOWN_WORKFLOW: Final = "Takedown"
+
+# Activity types: the `@activity.defn(name=...)` of each step and what the workflows schedule.
+# Saved histories and in-flight jobs carry these strings: never rename one.
+NORMALIZE_CONTROLS: Final = "normalize_controls"
+GENERATE_AUDIO: Final = "generate_audio"  # the GPU queues
+POSTPROCESS: Final = "postprocess"
+CHECK_SIMILARITY: Final = "check_similarity"
+AUTHORIZE_REVIEW: Final = "authorize_review"
+ESCALATE_REVIEW: Final = "escalate_review"
+RECORD_REVIEW: Final = "record_review"
+PUBLISH: Final = "publish"
+FINISH_JOB: Final = "finish_job"
+DELIVER_WEBHOOKS: Final = "deliver_webhooks"
+TAKEDOWN_OPEN: Final = "takedown_open"
+TAKEDOWN_QUARANTINE: Final = "takedown_quarantine"
+TAKEDOWN_AUDIT: Final = "takedown_audit"
+TAKEDOWN_RESTORE: Final = "takedown_restore"
+TAKEDOWN_REMOVE: Final = "takedown_remove"
+
+# Signals, updates and queries of GenerateTrack (the Takedown's are in schemas.takedown).
 REVIEW_SIGNAL: Final = "review"
 SUBMIT_REVIEW_UPDATE: Final = "submit_review"
 STATUS_QUERY: Final = "status"

@@ -40,6 +40,10 @@ class ReviewMode(StrEnum):
 
 DeliveryProfileName = Literal["streaming", "apple", "podcast", "broadcast"]
 DeliveryFormat = Literal["wav24", "wav16", "flac", "mp3", "opus"]
+# What a request that names no profile, formats or tenant gets (these defaults live here only).
+DEFAULT_PROFILE: DeliveryProfileName = "streaming"
+DEFAULT_FORMATS: tuple[DeliveryFormat, ...] = ("wav24", "mp3")
+DEFAULT_TENANT = "default"
 
 
 class Product(StrEnum):
@@ -115,10 +119,12 @@ class GenerationRequest(BaseModel):
     draft_first: bool = False
     product: Product | None = None
     review: ReviewMode = ReviewMode.AUTO
-    profile: DeliveryProfileName = "streaming"
-    formats: Annotated[list[DeliveryFormat], Field(min_length=1, max_length=5)] = ["wav24", "mp3"]
+    profile: DeliveryProfileName = DEFAULT_PROFILE
+    formats: Annotated[list[DeliveryFormat], Field(min_length=1, max_length=5)] = list(
+        DEFAULT_FORMATS
+    )
     tenant: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")] = (
-        "default"
+        DEFAULT_TENANT
     )
     callback_url: Annotated[
         str | None, Field(max_length=2000, description="POSTed job events (webhook)")

@@ -15,9 +15,10 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas import names
 from schemas.errors import TunesmithError
 
-TAKEDOWN_WORKFLOW: Final = "Takedown"
+TAKEDOWN_WORKFLOW: Final = names.TAKEDOWN_WORKFLOW  # the SDK imports it from here
 STATUS_QUERY: Final = "takedown_status"
 DISPUTE_SIGNAL: Final = "dispute"
 DISPUTE_UPDATE: Final = "submit_dispute"

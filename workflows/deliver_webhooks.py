@@ -34,7 +34,7 @@ class DeliverJobEvents:
     async def run(self, inp: DeliverWebhooksInput) -> DeliverWebhooksOutput:
         try:
             return await workflow.execute_activity(
-                "deliver_webhooks",
+                names.DELIVER_WEBHOOKS,
                 inp,
                 result_type=DeliverWebhooksOutput,
                 task_queue=names.CPU_TASK_QUEUE,

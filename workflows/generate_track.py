@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.controls import ControlTokens
     from schemas.errors import MODEL_NOT_SERVED, NON_RETRYABLE_ERROR_TYPES, REVIEW_NOT_ALLOWED
     from schemas.jobs import (
+        STAGE_AFTER_REVIEW,
         AuthorizeReviewInput,
         AuthorizeReviewOutput,
         CheckSimilarityInput,
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewState,
         Stage,
     )
+    from schemas.request import GenerationRequest
 
 T = TypeVar("T")
 _SA = {name: SearchAttributeKey.for_keyword(name) for name in names.SEARCH_ATTRIBUTES}
@@ -161,13 +163,13 @@ class GenerateTrack:
                     decision=decision,
                     channel=channel,
                     awaiting=awaiting,
-                    stage=self._status.stage.value,
+                    stage=self._status.stage,
                     approvers=list(self._status.approvals),
                     min_role=self._min_role,
                 )
                 try:
                     verdict = await self._cpu(
-                        "authorize_review", authz, AuthorizeReviewOutput, 30, retry=CPU_RETRY
+                        names.AUTHORIZE_REVIEW, authz, AuthorizeReviewOutput, 30, retry=CPU_RETRY
                     )
                 except ActivityError:
                     return "the decision could not be authorized (review service unavailable)"
@@ -203,7 +205,7 @@ class GenerateTrack:
         timeout_s: float,
         retry: RetryPolicy = AFTER_RENDER_RETRY,
     ) -> T:
-        """Run a CPU-queue activity by name with its typed result."""
+        """Run a CPU-queue activity (a `schemas.names` activity type) with its typed result."""
         return await workflow.execute_activity(
             activity,
             arg,
@@ -235,8 +237,8 @@ class GenerateTrack:
         self._status.error = error
         self._set_stage(stage)
         try:
-            await self._cpu("finish_job", FinishJobInput(job_id=job_id, stage=stage, error=error),
-                            type(None), 30, retry=CPU_RETRY)  # fmt: skip
+            done = FinishJobInput(job_id=job_id, stage=stage, error=error)
+            await self._cpu(names.FINISH_JOB, done, type(None), 30, retry=CPU_RETRY)
         except ActivityError:
             workflow.logger.exception("could not record the end of %s", job_id)
 
@@ -244,32 +246,32 @@ class GenerateTrack:
         job_id = inp.job_id
         self._set_stage(Stage.NORMALIZING, ReviewState.PENDING)
         normalized: NormalizeOutput = await self._cpu(
-            "normalize_controls",
+            names.NORMALIZE_CONTROLS,
             NormalizeInput(job_id=job_id, request=inp.request, idempotency_key=inp.idempotency_key),
             NormalizeOutput,
             30,
             retry=CPU_RETRY,  # nothing spent yet: give up on a persistent outage
         )
-        tokens = normalized.tokens
+        request, tokens = normalized.request, normalized.tokens
         self._status.model_id = tokens.model_id
         workflow.upsert_search_attributes(
             [
                 _SA[names.SA_MODEL].value_set(tokens.model_id),
                 _SA[names.SA_PRODUCT].value_set(tokens.product),
-                _SA[names.SA_TENANT].value_set(str(normalized.request["tenant"])),
+                _SA[names.SA_TENANT].value_set(request.tenant),
             ]
         )
 
         self._set_stage(Stage.GENERATING)
-        if normalized.request.get("draft_first") and workflow.patched("draft-first-v1"):
-            await self._draft_preview(inp, tokens, normalized.request)
+        if request.draft_first and workflow.patched("draft-first-v1"):
+            await self._draft_preview(inp, tokens, request)
         # Histories from before per-model queues scheduled every render on one GPU queue.
         per_model = workflow.patched("per-model-gpu-queue-v1")
         queue = names.gpu_task_queue(tokens.model_id) if per_model else names.GPU_TASK_QUEUE
         try:
             generated: GenerateAudioOutput = await workflow.execute_activity(
-                "generate_audio",
-                GenerateAudioInput(job_id=job_id, tokens=tokens),
+                names.GENERATE_AUDIO,
+                GenerateAudioInput(job_id=job_id, tokens=tokens, next_stage=Stage.POSTPROCESSING),
                 result_type=GenerateAudioOutput,
                 task_queue=queue,
                 # Generous for long renders; a dead worker is noticed by the heartbeat timeout.
@@ -296,20 +298,21 @@ class GenerateTrack:
 
         self._set_stage(Stage.POSTPROCESSING)
         post: PostprocessOutput = await self._cpu(
-            "postprocess",
+            names.POSTPROCESS,
             PostprocessInput(
                 job_id=job_id,
                 raw=generated.raw,
                 requested_duration_s=tokens.duration_s,
-                profile=str(normalized.request.get("profile", "streaming")),
-                formats=list(normalized.request.get("formats", ["wav24", "mp3"])),
+                profile=request.profile,
+                formats=list(request.formats),
                 title=tokens.prompt[:120],
-                model=f"{generated.model_id} {generated.model_version}",
+                model=generated.model_ref,
                 instruments=[i.name for i in tokens.instruments],
                 seed=tokens.seed,
                 tokens=tokens,
                 parts=generated.parts,
                 main_part=generated.main_part,
+                next_stage=Stage.CHECKING,
             ),
             PostprocessOutput,
             # Loops are mastered as three or more repeats; every part is mastered like the main.
@@ -319,14 +322,16 @@ class GenerateTrack:
 
         self._set_stage(Stage.CHECKING)
         checked: CheckSimilarityOutput = await self._cpu(
-            "check_similarity",
+            names.CHECK_SIMILARITY,
             CheckSimilarityInput(
                 job_id=job_id,
                 master=post.master,
                 measurements=post.measurements,
                 requested_duration_s=tokens.duration_s,
-                review_mode=str(normalized.request["review"]),
+                review_mode=request.review,
                 quality=post.quality,
+                stage_if_review=Stage.AWAITING_REVIEW,
+                stage_if_auto_approved=Stage.PUBLISHING,
             ),
             CheckSimilarityOutput,
             60 + tokens.duration_s,
@@ -334,7 +339,7 @@ class GenerateTrack:
 
         review_state, reasons = await self._review_gate(inp, checked)
         if review_state in (ReviewState.REJECTED, ReviewState.EXPIRED):
-            await self._notify(job_id, normalized.request)
+            await self._notify(job_id, request)
         result = GenerationResult(
             job_id=job_id,
             stage=self._status.stage,
@@ -350,11 +355,11 @@ class GenerateTrack:
 
         self._set_stage(Stage.PUBLISHING)
         published: PublishOutput = await self._cpu(
-            "publish",
+            names.PUBLISH,
             PublishInput(
                 job_id=job_id,
                 tokens=tokens,
-                request=normalized.request,
+                request=request,
                 request_sha256=normalized.request_sha256,
                 generated=generated,
                 postprocessed=post,
@@ -364,13 +369,14 @@ class GenerateTrack:
                 review_reasons=reasons,
                 published_at=workflow.now(),
                 experiments=normalized.experiments,
+                next_stage=Stage.PUBLISHED,
             ),
             PublishOutput,
             120,
         )
         self._status.artifacts.update(published.artifacts)
         self._set_stage(Stage.PUBLISHED)
-        await self._notify(job_id, normalized.request)
+        await self._notify(job_id, request)
         return result.model_copy(
             update={
                 "stage": Stage.PUBLISHED,
@@ -381,7 +387,7 @@ class GenerateTrack:
         )
 
     async def _draft_preview(
-        self, inp: GenerateTrackInput, tokens: ControlTokens, request: dict[str, object]
+        self, inp: GenerateTrackInput, tokens: ControlTokens, request: GenerationRequest
     ) -> None:
         """Progressive refinement: a draft-model render of the same controls, stored and
         announced (status query, `job.draft_ready` webhook) before the final render starts.
@@ -392,7 +398,7 @@ class GenerateTrack:
         )
         try:
             preview: GenerateAudioOutput = await workflow.execute_activity(
-                "generate_audio",
+                names.GENERATE_AUDIO,
                 GenerateAudioInput(job_id=inp.job_id, tokens=draft, preview=True),
                 result_type=GenerateAudioOutput,
                 task_queue=names.gpu_task_queue("draft"),
@@ -405,25 +411,25 @@ class GenerateTrack:
             workflow.logger.warning("draft preview of %s failed; rendering the final", inp.job_id)
             return
         self._status.artifacts["draft_preview"] = preview.raw.uri
-        if request.get("callback_url"):
+        if request.callback_url:
             await workflow.start_child_workflow(
                 names.DELIVER_JOB_EVENTS_WORKFLOW,
-                DeliverWebhooksInput(job_id=inp.job_id, callback_url=str(request["callback_url"])),
+                DeliverWebhooksInput(job_id=inp.job_id, callback_url=request.callback_url),
                 id=f"{inp.job_id}-webhooks-draft",
                 task_queue=names.CPU_TASK_QUEUE,
                 parent_close_policy=ParentClosePolicy.ABANDON,
             )
 
-    async def _notify(self, job_id: str, request: dict[str, object]) -> None:
+    async def _notify(self, job_id: str, request: GenerationRequest) -> None:
         """Hand the job's outbox events to an abandoned child that delivers them (if the request
         has a callback URL), so the receiver's availability never holds up this workflow."""
-        callback_url = request.get("callback_url")
+        callback_url = request.callback_url
         # Histories recorded before webhook delivery existed have no child here.
         if not callback_url or not workflow.patched("deliver-webhooks-v1"):
             return
         await workflow.start_child_workflow(
             names.DELIVER_JOB_EVENTS_WORKFLOW,
-            DeliverWebhooksInput(job_id=job_id, callback_url=str(callback_url)),
+            DeliverWebhooksInput(job_id=job_id, callback_url=callback_url),
             id=f"{job_id}-webhooks",
             task_queue=names.CPU_TASK_QUEUE,
             parent_close_policy=ParentClosePolicy.ABANDON,
@@ -467,16 +473,15 @@ class GenerateTrack:
         else:
             approved = self._decision is not None and self._decision.decision == "approve"
             outcome = ReviewState.APPROVED if approved else ReviewState.REJECTED
+        stage = STAGE_AFTER_REVIEW[outcome]
         await self._cpu(
-            "record_review",
-            RecordReviewInput(
-                job_id=inp.job_id, decision=self._decision, outcome=outcome, reasons=reasons
-            ),
+            names.RECORD_REVIEW,
+            RecordReviewInput(job_id=inp.job_id, decision=self._decision, outcome=outcome,
+                              reasons=reasons, next_stage=stage),
             type(None),
             30,
-        )
-        terminal = {ReviewState.REJECTED: Stage.REJECTED, ReviewState.EXPIRED: Stage.EXPIRED}
-        self._set_stage(terminal.get(outcome, Stage.PUBLISHING), outcome)
+        )  # fmt: skip
+        self._set_stage(stage, outcome)
         return outcome, reasons
 
     async def _wait_for_decision(self, timeout_s: float) -> bool:
@@ -492,7 +497,7 @@ class GenerateTrack:
     async def _escalate(self, inp: GenerateTrackInput, target: str, reasons: list[str]) -> None:
         """No decision in time: audit, queue `review.escalated`, restrict to the target role."""
         await self._cpu(
-            "escalate_review",
+            names.ESCALATE_REVIEW,
             EscalateReviewInput(job_id=inp.job_id, target=target, reasons=reasons),
             type(None),
             30,

@@ -31,7 +31,6 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         TAKEDOWN_NOT_ALLOWED,
         TAKEDOWN_REFUSED,
-        TAKEDOWN_WORKFLOW,
         ApplyOutcomeInput,
         ApplyOutcomeOutput,
         AuditInput,
@@ -72,7 +71,7 @@ OPEN_RETRY = RetryPolicy(
 )
 
 
-@workflow.defn(name=TAKEDOWN_WORKFLOW)
+@workflow.defn(name=names.TAKEDOWN_WORKFLOW)
 class Takedown:
     """One takedown claim against one published asset."""
 
@@ -201,7 +200,7 @@ class Takedown:
         s.filed_at = workflow.now()
         s.dispute_deadline = s.filed_at + timedelta(seconds=inp.dispute_window_s)
         opened = await self._act(
-            "takedown_open",
+            names.TAKEDOWN_OPEN,
             OpenTakedownInput(takedown_id=inp.takedown_id, workflow_id=workflow.info().workflow_id,
                               claim=claim, filed_at=s.filed_at,
                               dispute_deadline=s.dispute_deadline),
@@ -210,7 +209,7 @@ class Takedown:
         s.owner, self._callback_url = opened.owner, opened.callback_url
         await self._audit(claim.claimant, "filed", claim.model_dump(mode="json"))
         quarantined = await self._act(
-            "takedown_quarantine",
+            names.TAKEDOWN_QUARANTINE,
             QuarantineInput(takedown_id=inp.takedown_id, job_id=claim.job_id,
                             quarantine_bucket=inp.quarantine_bucket),
             QuarantineOutput,
@@ -283,10 +282,10 @@ class Takedown:
                           {"decision": decision.decision, "note": decision.note})  # fmt: skip
         detail: dict[str, Any]
         if decision.decision == "restore":
-            out = await self._act("takedown_restore", outcome_input, ApplyOutcomeOutput)
+            out = await self._act(names.TAKEDOWN_RESTORE, outcome_input, ApplyOutcomeOutput)
             final, detail = TakedownState.RESTORED, {"objects": out.objects}
         else:
-            out = await self._act("takedown_remove", outcome_input, ApplyOutcomeOutput, 600)
+            out = await self._act(names.TAKEDOWN_REMOVE, outcome_input, ApplyOutcomeOutput, 600)
             s.recording_id = out.recording_id
             final = TakedownState.REMOVED
             detail = {"deleted": out.objects, "catalog_recording": out.recording_id,
@@ -324,7 +323,7 @@ class Takedown:
     ) -> None:
         self._seq += 1
         await workflow.execute_activity(
-            "takedown_audit",
+            names.TAKEDOWN_AUDIT,
             AuditInput(takedown_id=self._inp.takedown_id, job_id=self._status.job_id,
                        seq=self._seq, actor=actor, action=action, at=workflow.now(),
                        detail=detail, state=state, webhook_event=webhook,

@@ -13,6 +13,7 @@ from activities.experiments import apply_experiments
 from activities.experiments import store as experiments_db
 from infra.db import Database
 from infra.store import ObjectStore
+from schemas import names
 from schemas.errors import INVALID_REQUEST, JOB_ALREADY_FINISHED, InvalidRequestError
 from schemas.jobs import NormalizeInput, NormalizeOutput
 from schemas.request import validate_request
@@ -25,7 +26,7 @@ class ControlActivities:
         self.db = db
         self.store = store
 
-    @activity.defn(name="normalize_controls")
+    @activity.defn(name=names.NORMALIZE_CONTROLS)
     async def normalize_controls(self, inp: NormalizeInput) -> NormalizeOutput:
         """Validate the request, load and analyse its inputs (MIDI, reference audio), normalize
         it to ControlTokens and record the job row.
@@ -66,7 +67,7 @@ class ControlActivities:
         )
         return NormalizeOutput(
             tokens=tokens,
-            request=request.model_dump(mode="json"),
+            request=request,
             request_sha256=digest,
             experiments=[a.model_dump(mode="json") for a in assignments],
         )

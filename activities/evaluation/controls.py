@@ -31,6 +31,7 @@ from activities.postprocess.formats import AudioTags
 from activities.postprocess.pipeline import MasteringJob, master_files
 from activities.postprocess.profiles import PROFILES
 from schemas.music import key_name, parse_key
+from schemas.request import DEFAULT_PROFILE
 
 ANALYSIS_SR = 22050
 TEMPO_TOLERANCE = 0.02
@@ -166,7 +167,7 @@ def evaluate_request(
     """Render one request as the platform would and measure the delivered master."""
     _, tokens = normalize_request(request)
     product = render_product(backend, tokens)
-    profile = PROFILES["streaming"]
+    profile = PROFILES[DEFAULT_PROFILE]
     loop_frames = round(tokens.duration_s * profile.sample_rate) if tokens.loop else None
     job = MasteringJob(
         profile=profile, formats=["wav24"],

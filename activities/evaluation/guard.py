@@ -31,6 +31,7 @@ from activities.postprocess.loudness import integrated_lufs
 from activities.postprocess.profiles import PROFILES
 from activities.postprocess.quality import assess_quality
 from schemas.controls import ControlTokens
+from schemas.request import DEFAULT_PROFILE
 
 GUARD_SEED = 1000
 DEFAULT_REQUESTS = 8
@@ -172,7 +173,7 @@ def _quality(
     report = assess_quality(
         raw, master, rate,
         requested_duration_s=tokens.duration_s, integrated_lufs=shipped,
-        target_lufs=PROFILES["streaming"].target_lufs, loop=tokens.loop,
+        target_lufs=PROFILES[DEFAULT_PROFILE].target_lufs, loop=tokens.loop,
     )  # fmt: skip
     return report.score, report.findings
 

@@ -19,10 +19,9 @@ from typing import Annotated, Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.request import DeliveryProfileName
+from schemas.request import DEFAULT_PROFILE, DEFAULT_TENANT, DeliveryProfileName
 
 OVERRIDE_KEYS = ("model", "template", "profile")
-DEFAULT_PROFILE = "streaming"
 _MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 _TEMPLATE_RE = re.compile(r"^([^@\s]+@)?[0-9]+$")
 _PROFILES = frozenset(get_args(DeliveryProfileName))
@@ -171,7 +170,7 @@ def applies_to(experiment: Experiment, request: dict[str, Any]) -> bool:
     """Is `request` in the experiment's population (active, filters match, fields open)?"""
     if not experiment.active:
         return False
-    if experiment.tenant is not None and request.get("tenant", "default") != experiment.tenant:
+    if experiment.tenant is not None and request.get("tenant", DEFAULT_TENANT) != experiment.tenant:
         return False
     if experiment.product is not None and _effective_product(request) != experiment.product:
         return False

@@ -19,8 +19,9 @@ from activities.inference.products import render_product
 from activities.inference.registry import ModelRegistry
 from infra.db import Database
 from infra.store import ObjectStore
+from schemas import names
 from schemas.errors import BACKEND_LIMIT
-from schemas.jobs import AudioRef, GenerateAudioInput, GenerateAudioOutput
+from schemas.jobs import AudioRef, GenerateAudioInput, GenerateAudioOutput, ModelRef
 
 
 def raw_key(job_id: str, part: str | None = None, *, preview: bool = False) -> str:
@@ -59,12 +60,13 @@ class InferenceActivities:
         # One limit for the whole GPU, shared by the workers of every model it serves.
         self._gpu = asyncio.Semaphore(max_concurrent)
 
-    @activity.defn(name="generate_audio")
+    @activity.defn(name=names.GENERATE_AUDIO)
     async def generate_audio(self, inp: GenerateAudioInput) -> GenerateAudioOutput:
         """Render `inp.tokens` with the requested model and upload the raw WAV.
 
         Heartbeats `{"stage": "generating", "progress": f}` while rendering; a retry after a
         worker crash renders again (deterministic per seed) and overwrites the same object key.
+        The job row then records the stage the workflow named (`inp.next_stage`).
         """
         tokens = inp.tokens
         try:
@@ -131,7 +133,8 @@ class InferenceActivities:
             await self.db.enqueue_webhook(
                 inp.job_id, event="job.draft_ready",
                 payload={"job_id": inp.job_id, "draft_preview": ref.uri,
-                         "model": f"{backend.model_id} {backend.model_version}"},
+                         "model": ModelRef(id=backend.model_id,
+                                           version=backend.model_version).label},
             )  # fmt: skip
             return GenerateAudioOutput(raw=ref, model_id=backend.model_id,
                                        model_version=backend.model_version,
@@ -139,7 +142,9 @@ class InferenceActivities:
         await self.db.upsert_artifact(inp.job_id, "raw", **ref.model_dump())
         for name, part_ref in parts.items():
             await self.db.upsert_artifact(inp.job_id, f"raw_part_{name}", **part_ref.model_dump())
-        await self.db.set_stage(inp.job_id, "postprocessing", model_version=backend.model_version)
+        await self.db.set_stage(
+            inp.job_id, inp.next_stage.value, model_version=backend.model_version
+        )
         return GenerateAudioOutput(
             raw=ref,
             model_id=backend.model_id,

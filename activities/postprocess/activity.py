@@ -21,8 +21,9 @@ from activities.postprocess.pipeline import MasteredFiles, MasteringJob, master_
 from activities.postprocess.profiles import PROFILES
 from infra.db import Database
 from infra.store import ObjectStore
+from schemas import names
 from schemas.errors import INVALID_REQUEST, UNMASTERABLE_AUDIO
-from schemas.jobs import AudioRef, PartOutput, PostprocessInput, PostprocessOutput
+from schemas.jobs import AudioRef, ModelRef, PartOutput, PostprocessInput, PostprocessOutput
 
 # Formats c2pa-python can embed a manifest in (it cannot in Ogg/Opus).
 C2PA_FORMATS = frozenset({"wav24", "wav16", "flac", "mp3"})
@@ -34,9 +35,27 @@ def postprocess_key(job_id: str, name: str) -> str:
 
 
 @dataclass(frozen=True)
+class _Upload:
+    """One stored output of a job and what its artifact row says about it."""
+
+    ref: AudioRef
+    fmt: str  # the kind's format: "wav" for a 24-bit master, else the delivery format
+    part: str | None = None  # the stem or layer it belongs to (None: the main audio)
+    preview: bool = False
+
+    @property
+    def kind(self) -> str:
+        """The artifact kind users and the DB see: `master_<fmt>`, `part_<name>_<fmt>` or
+        `preview_<fmt>`."""
+        if self.preview:
+            return f"preview_{self.fmt}"
+        return f"master_{self.fmt}" if self.part is None else f"part_{self.part}_{self.fmt}"
+
+
+@dataclass(frozen=True)
 class _Mastered:
     output: PostprocessOutput
-    uploads: list[tuple[str, AudioRef]]  # (artifact kind, ref)
+    uploads: list[_Upload]
 
 
 class PostprocessActivities:
@@ -56,7 +75,7 @@ class PostprocessActivities:
         """Embed a signed C2PA manifest (AI generated, model) in every deliverable whose
         format C2PA supports; returns those formats (Opus is delivered unsigned)."""
         identity = signing_identity(self.store.settings)
-        model_id, _, model_version = inp.model.partition(" ")
+        model = inp.model or ModelRef(id="", version="")
         deliverables = list(files.deliverables)
         for part in files.parts:
             deliverables += part.deliverables
@@ -65,7 +84,7 @@ class PostprocessActivities:
             if fmt not in C2PA_FORMATS:
                 continue
             sign_file(path, path, identity=identity, title=inp.title or inp.job_id,
-                      job_id=inp.job_id, model_id=model_id, model_version=model_version,
+                      job_id=inp.job_id, model_id=model.id, model_version=model.version,
                       assertions={"watermark": files.watermark,
                                   "postprocess_version": POSTPROCESS_VERSION})  # fmt: skip
             signed.add(fmt)
@@ -81,12 +100,13 @@ class PostprocessActivities:
         parts = {name: read_audio(self.store.download(ref.uri, tmp / f"raw-{name}.wav"))[0]
                  for name, ref in inp.parts.items()}  # fmt: skip
         tokens = inp.tokens
+        model_label = inp.model.label if inp.model is not None else ""
         loop_frames = (round(tokens.duration_s * profile.sample_rate)
                        if tokens is not None and tokens.loop else None)  # fmt: skip
         job = MasteringJob(
             profile=profile,
-            formats=inp.formats,  # type: ignore[arg-type]  # validated with the request
-            tags=AudioTags(title=inp.title or inp.job_id, job_id=inp.job_id, model=inp.model),
+            formats=inp.formats,
+            tags=AudioTags(title=inp.title or inp.job_id, job_id=inp.job_id, model=model_label),
             requested_duration_s=inp.requested_duration_s,
             instruments=inp.instruments,
             seed=inp.seed,
@@ -109,29 +129,29 @@ class PostprocessActivities:
             return self._upload(path, path.name, fmt, FORMATS[fmt].content_type, inp.job_id)
 
         master_ref = upload(files.master, "wav24")
-        uploads = [("master_wav", master_ref)]
+        uploads = [_Upload(master_ref, "wav")]
         deliverables = []
         for fmt, path in files.deliverables:
             ref = master_ref if path == files.master else upload(path, fmt)
             deliverables.append(ref)
             if ref is not master_ref:
-                uploads.append((f"master_{fmt}", ref))
+                uploads.append(_Upload(ref, fmt))
         part_outputs = []
         for part in files.parts:
             part_ref = upload(part.master, "wav24")
-            uploads.append((f"part_{part.name}_wav", part_ref))
+            uploads.append(_Upload(part_ref, "wav", part=part.name))
             part_deliverables = []
             for fmt, path in part.deliverables:
                 ref = part_ref if path == part.master else upload(path, fmt)
                 part_deliverables.append(ref)
                 if ref is not part_ref:
-                    uploads.append((f"part_{part.name}_{fmt}", ref))
+                    uploads.append(_Upload(ref, fmt, part=part.name))
             part_outputs.append(PartOutput(name=part.name, master=part_ref,
                                            deliverables=part_deliverables,
                                            integrated_lufs=part.integrated_lufs,
                                            true_peak_dbtp=part.true_peak_dbtp))  # fmt: skip
         preview = upload(files.preview, "mp3")
-        uploads.append(("preview_mp3", preview))
+        uploads.append(_Upload(preview, "mp3", preview=True))
         overview_uri = self.store.put_file(self.store.settings.raw_bucket,
                                            postprocess_key(inp.job_id, "overview.png"),
                                            files.overview, "image/png")  # fmt: skip
@@ -154,29 +174,30 @@ class PostprocessActivities:
         )
         return _Mastered(output, uploads)
 
-    @activity.defn(name="postprocess")
+    @activity.defn(name=names.POSTPROCESS)
     async def postprocess(self, inp: PostprocessInput) -> PostprocessOutput:
         """Master the raw render to the delivery profile; write every requested format with tags,
-        a preview clip, a waveform/spectrogram PNG and the audio features (keys fixed per job)."""
+        a preview clip, a waveform/spectrogram PNG and the audio features (keys fixed per job);
+        the job row then records the stage the workflow named (`inp.next_stage`)."""
         with tempfile.TemporaryDirectory(prefix="tunesmith-post-") as tmp:
             mastered = await asyncio.to_thread(self._master, inp, Path(tmp))
         out = mastered.output
         m, f = out.measurements, out.features
         part_levels = {p.name: (p.integrated_lufs, p.true_peak_dbtp) for p in out.parts}
-        for kind, ref in mastered.uploads:
+        for up in mastered.uploads:
             lufs, peak = m.integrated_lufs, m.true_peak_dbtp
-            if kind.startswith("part_"):  # part_<name>_<format>
-                lufs, peak = part_levels[kind.removeprefix("part_").rsplit("_", 1)[0]]
+            if up.part is not None:
+                lufs, peak = part_levels[up.part]
             extra = {}
-            if kind == "master_wav" and f is not None:
+            if up.kind == "master_wav" and f is not None:
                 extra = {"loudness_range_lu": f.loudness_range_lu, "tempo_bpm": f.tempo_bpm,
                          "musical_key": f.key, "instruments": f.instruments,
                          "embedding": f.embedding, "embedding_model": f.embedding_model,
                          "features": {"spectral": f.spectral, "key_confidence": f.key_confidence,
                                       "quality": out.quality.model_dump()}}  # fmt: skip
             await self.db.upsert_artifact(
-                inp.job_id, kind, **ref.model_dump(),
+                inp.job_id, up.kind, **up.ref.model_dump(),
                 integrated_lufs=lufs, true_peak_dbtp=peak, **extra,
             )  # fmt: skip
-        await self.db.set_stage(inp.job_id, "checking")
+        await self.db.set_stage(inp.job_id, inp.next_stage.value)
         return out

@@ -11,6 +11,7 @@ from activities.audio_io import CONTENT_TYPES, FORMATS
 from activities.publish.provenance import build_record, canonical_json, record_sha256
 from infra.db import Database
 from infra.store import ObjectStore
+from schemas import names
 from schemas.jobs import AudioRef, PublishInput, PublishOutput, ReviewState
 
 CHARGE_KIND = "generation"
@@ -78,7 +79,7 @@ class PublishActivities:
             published["published_overview"] = {"uri": uri}
         return published
 
-    @activity.defn(name="publish")
+    @activity.defn(name=names.PUBLISH)
     async def publish(self, inp: PublishInput) -> PublishOutput:
         """Publish the deliverables, write provenance, charge the ledger once, enqueue the
         webhook."""
@@ -115,7 +116,7 @@ class PublishActivities:
                 )  # fmt: skip
             await tx.charge(
                 job_id,
-                tenant=str(inp.request.get("tenant", "default")),
+                tenant=inp.request.tenant,
                 kind=CHARGE_KIND,
                 amount_cents=cents,
                 audio_seconds=audio_seconds,
@@ -123,5 +124,5 @@ class PublishActivities:
             await tx.enqueue_webhook(
                 job_id, event="job.published", payload={"job_id": job_id, "artifacts": artifacts}
             )
-            await tx.set_stage(job_id, "published", finished=True)
+            await tx.set_stage(job_id, inp.next_stage.value, finished=True)
         return PublishOutput(artifacts=artifacts, provenance_uri=provenance_uri, charge_cents=cents)

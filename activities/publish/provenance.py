@@ -19,9 +19,9 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
         "schema": PROVENANCE_SCHEMA,
         "job_id": inp.job_id,
         "published_at": inp.published_at.isoformat(),
-        "request": inp.request,
+        "request": inp.request.model_dump(mode="json"),
         "request_sha256": inp.request_sha256,
-        "revision_of": inp.request.get("revision_of"),
+        "revision_of": inp.request.revision_of,
         "controls": inp.tokens.model_dump(mode="json"),
         "controls_version": inp.tokens.controls_version,
         "model": {
@@ -42,7 +42,7 @@ def build_record(inp: PublishInput, published: dict[str, dict[str, Any]]) -> dic
             "raw_parts": {
                 name: {"uri": r.uri, "sha256": r.sha256} for name, r in gen.parts.items()
             },
-            "midi": inp.request.get("midi"),
+            "midi": inp.request.midi,
             "reference": inp.tokens.reference.model_dump(mode="json")
             if inp.tokens.reference
             else None,

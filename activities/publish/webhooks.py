@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from infra.db import Database
+from schemas import names
 from schemas.errors import WEBHOOK_REJECTED
 from schemas.jobs import DeliverWebhooksInput, DeliverWebhooksOutput
 
@@ -65,7 +66,7 @@ class WebhookActivities:
         self.secret = secret
         self.timeout_s = timeout_s
 
-    @activity.defn(name="deliver_webhooks")
+    @activity.defn(name=names.DELIVER_WEBHOOKS)
     async def deliver_webhooks(self, inp: DeliverWebhooksInput) -> DeliverWebhooksOutput:
         """Deliver every pending outbox event of the job for `inp.recipient`, in order.
 

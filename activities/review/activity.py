@@ -7,19 +7,14 @@ from temporalio import activity
 from activities.review import store as review_db
 from activities.review.authz import proof_refusal, reviewer_refusal
 from infra.db import Database
+from schemas import names
 from schemas.jobs import (
+    TERMINAL_STAGES,
     AuthorizeReviewInput,
     AuthorizeReviewOutput,
     EscalateReviewInput,
     RecordReviewInput,
-    ReviewState,
 )
-
-_STAGE_AFTER = {
-    ReviewState.APPROVED: ("publishing", False),
-    ReviewState.REJECTED: ("rejected", True),
-    ReviewState.EXPIRED: ("expired", True),
-}
 
 
 def _event_key() -> str:
@@ -32,14 +27,14 @@ class ReviewActivities:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    @activity.defn(name="authorize_review")
+    @activity.defn(name=names.AUTHORIZE_REVIEW)
     async def authorize_review(self, inp: AuthorizeReviewInput) -> AuthorizeReviewOutput:
         """May this decision be applied now? Every answer is written to the audit log."""
         d = inp.decision
         job = await self.db.get_job(inp.job_id)
         reason: str | None
         if not inp.awaiting:
-            reason = f"job {inp.job_id} is not awaiting review (stage: {inp.stage})"
+            reason = f"job {inp.job_id} is not awaiting review (stage: {inp.stage.value})"
         elif d.reviewer in inp.approvers:
             reason = f"{d.reviewer} already approved job {inp.job_id}"
         else:
@@ -55,7 +50,7 @@ class ReviewActivities:
         )  # fmt: skip
         return AuthorizeReviewOutput(allowed=reason is None, reason=reason or "")
 
-    @activity.defn(name="escalate_review")
+    @activity.defn(name=names.ESCALATE_REVIEW)
     async def escalate_review(self, inp: EscalateReviewInput) -> None:
         """Audit the escalation and queue a `review.escalated` event for the requester."""
         await review_db.audit(
@@ -69,9 +64,10 @@ class ReviewActivities:
             payload={"job_id": inp.job_id, "target": inp.target, "reasons": inp.reasons},
         )
 
-    @activity.defn(name="record_review")
+    @activity.defn(name=names.RECORD_REVIEW)
     async def record_review(self, inp: RecordReviewInput) -> None:
-        """Write the review row (first decision wins) and move the job to its next stage."""
+        """Write the review row (first decision wins) and record the stage the workflow moves
+        the job to (`inp.next_stage`); a job that ends here queues its `job.<stage>` event."""
         decision = inp.decision
         await self.db.record_review(
             inp.job_id,
@@ -85,14 +81,15 @@ class ReviewActivities:
             action="outcome", decision=inp.outcome.value, accepted=True,
             event_key=f"{inp.job_id}:outcome",
         )  # fmt: skip
-        stage, finished = _STAGE_AFTER[inp.outcome]
+        stage = inp.next_stage
+        finished = stage in TERMINAL_STAGES
         await self.db.set_stage(
-            inp.job_id, stage, review_state=inp.outcome.value, finished=finished
+            inp.job_id, stage.value, review_state=inp.outcome.value, finished=finished
         )
         if finished:  # rejected or expired: tell the requester (delivered if it gave a URL)
             await self.db.enqueue_webhook(
                 inp.job_id,
-                event=f"job.{stage}",
+                event=f"job.{stage.value}",
                 payload={"job_id": inp.job_id, "review": inp.outcome.value,
                          "reasons": inp.reasons,
                          "note": decision.note if decision else None},

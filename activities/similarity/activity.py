@@ -21,6 +21,7 @@ from activities.policy.review import POLICIES_DIR, decide, load_policy
 from activities.similarity.checker import SimilarityChecker, profile_file
 from infra.db import Database
 from infra.store import ObjectStore
+from schemas import names
 from schemas.errors import MISSING_DEPENDENCY
 from schemas.jobs import (
     CheckSimilarityInput,
@@ -29,7 +30,6 @@ from schemas.jobs import (
     RiskLevel,
     SimilarityMatch,
 )
-from schemas.request import ReviewMode
 
 
 class SimilarityActivities:
@@ -44,7 +44,7 @@ class SimilarityActivities:
         path = self.store.download(inp.master.uri, tmp / "master.wav")
         return fingerprint_file(path), profile_file(path)
 
-    @activity.defn(name="check_similarity")
+    @activity.defn(name=names.CHECK_SIMILARITY)
     async def check_similarity(self, inp: CheckSimilarityInput) -> CheckSimilarityOutput:
         """Match the master against the catalog (fingerprint + melody), then apply the policy.
 
@@ -78,20 +78,23 @@ class SimilarityActivities:
         risk: RiskLevel = report.risk
         job = await self.db.get_job(inp.job_id)
         recommendation = decide(
-            review_mode=ReviewMode(inp.review_mode), quality=quality, risk=risk, matches=matches,
+            review_mode=inp.review_mode, quality=quality, risk=risk, matches=matches,
             tenant=job["tenant"] if job else None, product=job["product"] if job else None,
             policy=load_policy(directory=self.policy_dir),
         )  # fmt: skip
+        # The stage is the workflow's: it named one for either recommendation.
         if recommendation.decision == "needs_review":
             await self.db.set_stage(
                 inp.job_id,
-                "awaiting_review",
+                inp.stage_if_review.value,
                 review_state=ReviewState.AWAITING_REVIEW.value,
                 review_reasons=recommendation.reasons,
             )
         else:
             await self.db.set_stage(
-                inp.job_id, "publishing", review_state=ReviewState.AUTO_APPROVED.value
+                inp.job_id,
+                inp.stage_if_auto_approved.value,
+                review_state=ReviewState.AUTO_APPROVED.value,
             )
         return CheckSimilarityOutput(
             fingerprint_sha256=fingerprint.sha256 if fingerprint else "",

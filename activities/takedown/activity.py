@@ -17,6 +17,7 @@ from activities.takedown import objects
 from activities.takedown.store import TakedownDB
 from infra.db import Database
 from infra.store import ObjectStore
+from schemas import names
 from schemas.takedown import (
     TAKEDOWN_NOT_ALLOWED,
     ApplyOutcomeInput,
@@ -45,7 +46,7 @@ class TakedownActivities:
     def _published(self) -> str:
         return self.store.settings.published_bucket
 
-    @activity.defn(name="takedown_open")
+    @activity.defn(name=names.TAKEDOWN_OPEN)
     async def open(self, inp: OpenTakedownInput) -> OpenTakedownOutput:
         """Check the asset can be taken down and write the takedown row (state `filed`).
 
@@ -71,7 +72,7 @@ class TakedownActivities:
         callback = (job["request"] or {}).get("callback_url")
         return OpenTakedownOutput(owner=job["tenant"], callback_url=callback or None)
 
-    @activity.defn(name="takedown_quarantine")
+    @activity.defn(name=names.TAKEDOWN_QUARANTINE)
     async def quarantine(self, inp: QuarantineInput) -> QuarantineOutput:
         """Move the job's published objects to the quarantine bucket (copy, then delete), so
         presigned links to them stop working; the takedown and the job become `quarantined`."""
@@ -87,7 +88,7 @@ class TakedownActivities:
                                  objects=keys)  # fmt: skip
         return QuarantineOutput(objects=keys)
 
-    @activity.defn(name="takedown_audit")
+    @activity.defn(name=names.TAKEDOWN_AUDIT)
     async def audit(self, inp: AuditInput) -> None:
         """Append an audit event; optionally change the state and queue a webhook event for the
         owner (the audit detail) and one for the claimant (the claimant notice only)."""
@@ -111,7 +112,7 @@ class TakedownActivities:
                 )  # fmt: skip
         activity.logger.info("takedown %s: %s by %s", inp.takedown_id, inp.action, inp.actor)
 
-    @activity.defn(name="takedown_restore")
+    @activity.defn(name=names.TAKEDOWN_RESTORE)
     async def restore(self, inp: ApplyOutcomeInput) -> ApplyOutcomeOutput:
         """Copy the quarantined objects back to the published bucket and clear the quarantine."""
 
@@ -125,7 +126,7 @@ class TakedownActivities:
         await self.tdb.set_state(inp.takedown_id, inp.job_id, TakedownState.RESTORED)
         return ApplyOutcomeOutput(objects=keys)
 
-    @activity.defn(name="takedown_remove")
+    @activity.defn(name=names.TAKEDOWN_REMOVE)
     async def remove(self, inp: ApplyOutcomeInput) -> ApplyOutcomeOutput:
         """Add every published audio part (the main audio, each stem or layer) to the
         similarity catalog (owner: the claimant), then delete the job's objects from both

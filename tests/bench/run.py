@@ -112,7 +112,7 @@ async def direct_pipeline(stack: LocalStack, registry: ModelRegistry, db: Databa
     post = await env.run(
         PostprocessActivities(store, db).postprocess,
         PostprocessInput(job_id=job_id, raw=gen.raw, requested_duration_s=norm.tokens.duration_s,
-                         title=norm.tokens.prompt, model="draft", seed=norm.tokens.seed,
+                         title=norm.tokens.prompt, model=gen.model_ref, seed=norm.tokens.seed,
                          instruments=[i.name for i in norm.tokens.instruments]),
     )  # fmt: skip
     sim = await env.run(
