@@ -1,7 +1,9 @@
 """DeliverJobEvents: POST a job's outbox events to its callback URL, retrying for up to a day.
 
-Started by GenerateTrack as an abandoned child, so a slow or failing receiver never delays the
-job's own result; its workflow id is `{job_id}-webhooks`, so a job has one delivery run.
+Started (with `start_delivery`) by GenerateTrack and Takedown as an abandoned child, so a slow
+or failing receiver never delays the parent; the parent names the child after the occasion
+(`{job_id}-webhooks`, `{job_id}-webhooks-draft`, `{takedown_id}-webhooks-<n>`, ...), so an
+occasion has one delivery run.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from schemas import names
@@ -46,3 +49,14 @@ class DeliverJobEvents:
             # The outbox row keeps the attempts and last error for operators; the job is fine.
             workflow.logger.warning("webhooks of %s not delivered: %s", inp.job_id, err.cause)
             return DeliverWebhooksOutput(delivered=0)
+
+
+async def start_delivery(inp: DeliverWebhooksInput, workflow_id: str) -> None:
+    """Start a DeliverJobEvents child that outlives its parent (called from a workflow)."""
+    await workflow.start_child_workflow(
+        names.DELIVER_JOB_EVENTS_WORKFLOW,
+        inp,
+        id=workflow_id,
+        task_queue=names.CPU_TASK_QUEUE,
+        parent_close_policy=ParentClosePolicy.ABANDON,
+    )

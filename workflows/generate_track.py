@@ -1,29 +1,26 @@
-"""GenerateTrack: request → normalized controls → audio → master → checks → review → publish."""
+"""GenerateTrack: request → normalized controls → audio → master → checks → review → publish.
+
+The workflow owns the job's stage: it moves the status query and search attributes itself
+(`record_stage`) and names, in each step's input, the stage the step's activity records in the
+job row when it is done. The review gate is its own class (`workflows/review_gate.py`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Literal, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeoutError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from schemas import names
     from schemas.controls import ControlTokens
-    from schemas.errors import MODEL_NOT_SERVED, NON_RETRYABLE_ERROR_TYPES, REVIEW_NOT_ALLOWED
+    from schemas.errors import MODEL_NOT_SERVED
     from schemas.jobs import (
-        STAGE_AFTER_REVIEW,
-        AuthorizeReviewInput,
-        AuthorizeReviewOutput,
         CheckSimilarityInput,
         CheckSimilarityOutput,
-        DeliverWebhooksInput,
-        EscalateReviewInput,
         FinishJobInput,
         GenerateAudioInput,
         GenerateAudioOutput,
@@ -36,39 +33,27 @@ with workflow.unsafe.imports_passed_through():
         PostprocessOutput,
         PublishInput,
         PublishOutput,
-        RecordReviewInput,
         ReviewDecision,
         ReviewState,
         Stage,
     )
     from schemas.request import GenerationRequest
 
-T = TypeVar("T")
-_SA = {name: SearchAttributeKey.for_keyword(name) for name in names.SEARCH_ATTRIBUTES}
+from workflows.job_steps import (
+    CPU_RETRY,
+    GPU_RETRY,
+    SA_KEYS,
+    deliver_job_events,
+    record_stage,
+    run_cpu,
+)
+from workflows.review_gate import ReviewGate
 
-CPU_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=8,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
-# Once audio has been rendered (GPU time spent), the CPU steps retry until they succeed or fail
-# for a reason retrying cannot fix: a DB or store outage must delay a job, not lose it.
-AFTER_RENDER_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=0,  # unlimited
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
-GPU_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=5,
-    non_retryable_error_types=NON_RETRYABLE_ERROR_TYPES,
-)
+# Histories recorded before webhook delivery existed have no delivery child for the outcome.
+DELIVER_WEBHOOKS_PATCH = "deliver-webhooks-v1"
+DRAFT_FIRST_PATCH = "draft-first-v1"
+# Histories from before per-model queues scheduled every render on one GPU queue.
+PER_MODEL_QUEUE_PATCH = "per-model-gpu-queue-v1"
 
 
 @workflow.defn(name=names.GENERATE_TRACK_WORKFLOW)
@@ -77,15 +62,7 @@ class GenerateTrack:
 
     def __init__(self) -> None:
         self._status = JobStatus(job_id="", stage=Stage.QUEUED)
-        self._decision: ReviewDecision | None = None
-        # review-authz-v1: decisions are authorized (and audited) by an activity first.
-        self._authz = False
-        self._required_approvals = 1
-        self._approvals: list[ReviewDecision] = []
-        self._min_role: str | None = None  # set by an escalation to a reviewer role
-        self._authorizing = 0  # decisions being authorized right now
-        self._review_closed = False  # the gate stopped waiting: later decisions are refused
-        self._review_lock = asyncio.Lock()  # one decision is authorized and applied at a time
+        self._gate = ReviewGate(self._status)
 
     # --- queries, signals, updates -------------------------------------------------------
     @workflow.query(name=names.STATUS_QUERY)
@@ -99,15 +76,7 @@ class GenerateTrack:
         A signal cannot be refused: one from a reviewer who may not decide, or that arrives when
         no review is pending, is ignored (and audited); the `submit_review` update refuses it.
         """
-        if self._authz:
-            refusal = await self._authorize_and_apply(decision, "signal")
-            if refusal is not None:
-                workflow.logger.warning("review signal ignored: %s", refusal)
-            return
-        if self._status.stage is not Stage.AWAITING_REVIEW or self._decision is not None:
-            workflow.logger.warning("review signal ignored: job is %s", self._status.stage.value)
-            return
-        self._decision = decision
+        await self._gate.on_signal(decision)
 
     @workflow.update(name=names.SUBMIT_REVIEW_UPDATE)
     async def submit_review(self, decision: ReviewDecision) -> JobStatus:
@@ -115,105 +84,11 @@ class GenerateTrack:
 
         Returns the status once the job has moved on, or at once when more approvals are needed.
         """
-        if self._authz:
-            refusal = await self._authorize_and_apply(decision, "update")
-            if refusal is not None:
-                raise ApplicationError(refusal, type=REVIEW_NOT_ALLOWED)
-            if self._decision is None:  # a first approval of two
-                return self._status
-        else:
-            self._decision = decision
-        await workflow.wait_condition(lambda: self._status.stage is not Stage.AWAITING_REVIEW)
-        return self._status
+        return await self._gate.on_update(decision)
 
     @submit_review.validator
     def _validate_review(self, decision: ReviewDecision) -> None:
-        if self._status.stage is not Stage.AWAITING_REVIEW:
-            raise ApplicationError(
-                f"job {self._status.job_id} is not awaiting review (stage: "
-                f"{self._status.stage.value})",
-                type=REVIEW_NOT_ALLOWED,
-            )
-        if self._decision is not None:
-            raise ApplicationError("a review decision was already given", type=REVIEW_NOT_ALLOWED)
-        if decision.reviewer in self._status.approvals:
-            raise ApplicationError(
-                f"{decision.reviewer} already approved job {self._status.job_id}",
-                type=REVIEW_NOT_ALLOWED,
-            )
-
-    async def _authorize_and_apply(
-        self, decision: ReviewDecision, channel: Literal["update", "signal"]
-    ) -> str | None:
-        """Run `authorize_review`, then apply an allowed decision; returns the refusal reason.
-
-        Decisions are handled one at a time, and the workflow state only changes once the
-        decision is allowed.
-        """
-        self._authorizing += 1
-        try:
-            async with self._review_lock:
-                awaiting = (
-                    self._status.stage is Stage.AWAITING_REVIEW
-                    and self._decision is None
-                    and not self._review_closed
-                )
-                authz = AuthorizeReviewInput(
-                    job_id=self._status.job_id,
-                    decision=decision,
-                    channel=channel,
-                    awaiting=awaiting,
-                    stage=self._status.stage,
-                    approvers=list(self._status.approvals),
-                    min_role=self._min_role,
-                )
-                try:
-                    verdict = await self._cpu(
-                        names.AUTHORIZE_REVIEW, authz, AuthorizeReviewOutput, 30, retry=CPU_RETRY
-                    )
-                except ActivityError:
-                    return "the decision could not be authorized (review service unavailable)"
-                if not verdict.allowed:
-                    return verdict.reason
-                if decision.decision == "reject":
-                    self._decision = decision
-                else:
-                    self._approvals.append(decision)
-                    self._status.approvals.append(decision.reviewer)
-                    if len(self._status.approvals) >= self._required_approvals:
-                        self._decision = decision
-                return None
-        finally:
-            self._authorizing -= 1
-
-    # --- helpers ---------------------------------------------------------------------------
-    def _set_stage(self, stage: Stage, review_state: ReviewState | None = None) -> None:
-        self._status.stage = stage
-        if stage not in self._status.stages_seen:
-            self._status.stages_seen.append(stage)
-        updates = [_SA[names.SA_STAGE].value_set(stage.value)]
-        if review_state is not None:
-            self._status.review_state = review_state
-            updates.append(_SA[names.SA_REVIEW_STATE].value_set(review_state.value))
-        workflow.upsert_search_attributes(updates)
-
-    async def _cpu(
-        self,
-        activity: str,
-        arg: object,
-        result_type: type[T],
-        timeout_s: float,
-        retry: RetryPolicy = AFTER_RENDER_RETRY,
-    ) -> T:
-        """Run a CPU-queue activity (a `schemas.names` activity type) with its typed result."""
-        return await workflow.execute_activity(
-            activity,
-            arg,
-            result_type=result_type,
-            task_queue=names.CPU_TASK_QUEUE,
-            start_to_close_timeout=timedelta(seconds=timeout_s),
-            retry_policy=retry,
-        )
+        self._gate.validate(decision)
 
     # --- the run ---------------------------------------------------------------------------
     @workflow.run
@@ -235,17 +110,17 @@ class GenerateTrack:
     async def _finish(self, job_id: str, stage: Stage, error: str) -> None:
         """Record a job that ends without publishing (best effort: the workflow ends anyway)."""
         self._status.error = error
-        self._set_stage(stage)
+        record_stage(self._status, stage)
         try:
-            done = FinishJobInput(job_id=job_id, stage=stage, error=error)
-            await self._cpu(names.FINISH_JOB, done, type(None), 30, retry=CPU_RETRY)
+            await run_cpu(names.FINISH_JOB, FinishJobInput(job_id=job_id, stage=stage, error=error),
+                          type(None), 30, retry=CPU_RETRY)  # fmt: skip
         except ActivityError:
             workflow.logger.exception("could not record the end of %s", job_id)
 
     async def _run(self, inp: GenerateTrackInput) -> GenerationResult:
         job_id = inp.job_id
-        self._set_stage(Stage.NORMALIZING, ReviewState.PENDING)
-        normalized: NormalizeOutput = await self._cpu(
+        record_stage(self._status, Stage.NORMALIZING, ReviewState.PENDING)
+        normalized: NormalizeOutput = await run_cpu(
             names.NORMALIZE_CONTROLS,
             NormalizeInput(job_id=job_id, request=inp.request, idempotency_key=inp.idempotency_key),
             NormalizeOutput,
@@ -256,48 +131,20 @@ class GenerateTrack:
         self._status.model_id = tokens.model_id
         workflow.upsert_search_attributes(
             [
-                _SA[names.SA_MODEL].value_set(tokens.model_id),
-                _SA[names.SA_PRODUCT].value_set(tokens.product),
-                _SA[names.SA_TENANT].value_set(request.tenant),
+                SA_KEYS[names.SA_MODEL].value_set(tokens.model_id),
+                SA_KEYS[names.SA_PRODUCT].value_set(tokens.product),
+                SA_KEYS[names.SA_TENANT].value_set(request.tenant),
             ]
         )
 
-        self._set_stage(Stage.GENERATING)
-        if request.draft_first and workflow.patched("draft-first-v1"):
+        record_stage(self._status, Stage.GENERATING)
+        if request.draft_first and workflow.patched(DRAFT_FIRST_PATCH):
             await self._draft_preview(inp, tokens, request)
-        # Histories from before per-model queues scheduled every render on one GPU queue.
-        per_model = workflow.patched("per-model-gpu-queue-v1")
-        queue = names.gpu_task_queue(tokens.model_id) if per_model else names.GPU_TASK_QUEUE
-        try:
-            generated: GenerateAudioOutput = await workflow.execute_activity(
-                names.GENERATE_AUDIO,
-                GenerateAudioInput(job_id=job_id, tokens=tokens, next_stage=Stage.POSTPROCESSING),
-                result_type=GenerateAudioOutput,
-                task_queue=queue,
-                # Generous for long renders; a dead worker is noticed by the heartbeat timeout.
-                start_to_close_timeout=timedelta(seconds=300 + 2 * tokens.duration_s),
-                # No worker serving the model: fail clearly instead of waiting forever.
-                schedule_to_start_timeout=timedelta(seconds=inp.gpu_queue_timeout_s)
-                if per_model
-                else None,
-                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_s),
-                retry_policy=GPU_RETRY,
-            )
-        except ActivityError as err:
-            cause = err.cause
-            if (
-                isinstance(cause, ActivityTimeoutError)
-                and cause.type == TimeoutType.SCHEDULE_TO_START
-            ):
-                message = (f"no GPU worker serves model {tokens.model_id!r} (waited "
-                           f"{inp.gpu_queue_timeout_s:g} s on {queue})")  # fmt: skip
-                await self._finish(job_id, Stage.FAILED, f"{MODEL_NOT_SERVED}: {message}")
-                raise ApplicationError(message, type=MODEL_NOT_SERVED, non_retryable=True) from err
-            raise
+        generated = await self._generate(inp, tokens)
         self._status.artifacts["raw"] = generated.raw.uri
 
-        self._set_stage(Stage.POSTPROCESSING)
-        post: PostprocessOutput = await self._cpu(
+        record_stage(self._status, Stage.POSTPROCESSING)
+        post: PostprocessOutput = await run_cpu(
             names.POSTPROCESS,
             PostprocessInput(
                 job_id=job_id,
@@ -320,8 +167,8 @@ class GenerateTrack:
         )
         self._status.artifacts["master_wav"] = post.master.uri
 
-        self._set_stage(Stage.CHECKING)
-        checked: CheckSimilarityOutput = await self._cpu(
+        record_stage(self._status, Stage.CHECKING)
+        checked: CheckSimilarityOutput = await run_cpu(
             names.CHECK_SIMILARITY,
             CheckSimilarityInput(
                 job_id=job_id,
@@ -337,7 +184,9 @@ class GenerateTrack:
             60 + tokens.duration_s,
         )
 
-        review_state, reasons = await self._review_gate(inp, checked)
+        review_state = await self._gate.run(
+            checked.recommendation, inp.review_timeout_s, request.callback_url
+        )
         if review_state in (ReviewState.REJECTED, ReviewState.EXPIRED):
             await self._notify(job_id, request)
         result = GenerationResult(
@@ -348,13 +197,13 @@ class GenerateTrack:
             model_version=generated.model_version,
             seed=tokens.seed,
             measurements=post.measurements,
-            review=self._decision,
+            review=self._gate.decision,
         )
         if review_state not in (ReviewState.AUTO_APPROVED, ReviewState.APPROVED):
             return result
 
-        self._set_stage(Stage.PUBLISHING)
-        published: PublishOutput = await self._cpu(
+        record_stage(self._status, Stage.PUBLISHING)
+        published: PublishOutput = await run_cpu(
             names.PUBLISH,
             PublishInput(
                 job_id=job_id,
@@ -365,8 +214,8 @@ class GenerateTrack:
                 postprocessed=post,
                 similarity=checked,
                 review_state=review_state,
-                review=self._decision,
-                review_reasons=reasons,
+                review=self._gate.decision,
+                review_reasons=checked.recommendation.reasons,
                 published_at=workflow.now(),
                 experiments=normalized.experiments,
                 next_stage=Stage.PUBLISHED,
@@ -375,7 +224,7 @@ class GenerateTrack:
             120,
         )
         self._status.artifacts.update(published.artifacts)
-        self._set_stage(Stage.PUBLISHED)
+        record_stage(self._status, Stage.PUBLISHED)
         await self._notify(job_id, request)
         return result.model_copy(
             update={
@@ -385,6 +234,41 @@ class GenerateTrack:
                 "charge_cents": published.charge_cents,
             }
         )
+
+    async def _generate(
+        self, inp: GenerateTrackInput, tokens: ControlTokens
+    ) -> GenerateAudioOutput:
+        """Render on the GPU queue of the model; no worker serving it fails the job clearly."""
+        per_model = workflow.patched(PER_MODEL_QUEUE_PATCH)
+        queue = names.gpu_task_queue(tokens.model_id) if per_model else names.GPU_TASK_QUEUE
+        try:
+            return await workflow.execute_activity(
+                names.GENERATE_AUDIO,
+                GenerateAudioInput(
+                    job_id=inp.job_id, tokens=tokens, next_stage=Stage.POSTPROCESSING
+                ),
+                result_type=GenerateAudioOutput,
+                task_queue=queue,
+                # Generous for long renders; a dead worker is noticed by the heartbeat timeout.
+                start_to_close_timeout=timedelta(seconds=300 + 2 * tokens.duration_s),
+                # No worker serving the model: fail clearly instead of waiting forever.
+                schedule_to_start_timeout=timedelta(seconds=inp.gpu_queue_timeout_s)
+                if per_model
+                else None,
+                heartbeat_timeout=timedelta(seconds=inp.heartbeat_timeout_s),
+                retry_policy=GPU_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if (
+                isinstance(cause, ActivityTimeoutError)
+                and cause.type == TimeoutType.SCHEDULE_TO_START
+            ):
+                message = (f"no GPU worker serves model {tokens.model_id!r} (waited "
+                           f"{inp.gpu_queue_timeout_s:g} s on {queue})")  # fmt: skip
+                await self._finish(inp.job_id, Stage.FAILED, f"{MODEL_NOT_SERVED}: {message}")
+                raise ApplicationError(message, type=MODEL_NOT_SERVED, non_retryable=True) from err
+            raise
 
     async def _draft_preview(
         self, inp: GenerateTrackInput, tokens: ControlTokens, request: GenerationRequest
@@ -411,106 +295,9 @@ class GenerateTrack:
             workflow.logger.warning("draft preview of %s failed; rendering the final", inp.job_id)
             return
         self._status.artifacts["draft_preview"] = preview.raw.uri
-        if request.callback_url:
-            await workflow.start_child_workflow(
-                names.DELIVER_JOB_EVENTS_WORKFLOW,
-                DeliverWebhooksInput(job_id=inp.job_id, callback_url=request.callback_url),
-                id=f"{inp.job_id}-webhooks-draft",
-                task_queue=names.CPU_TASK_QUEUE,
-                parent_close_policy=ParentClosePolicy.ABANDON,
-            )
+        await deliver_job_events(inp.job_id, request.callback_url, "draft")
 
     async def _notify(self, job_id: str, request: GenerationRequest) -> None:
-        """Hand the job's outbox events to an abandoned child that delivers them (if the request
-        has a callback URL), so the receiver's availability never holds up this workflow."""
-        callback_url = request.callback_url
-        # Histories recorded before webhook delivery existed have no child here.
-        if not callback_url or not workflow.patched("deliver-webhooks-v1"):
-            return
-        await workflow.start_child_workflow(
-            names.DELIVER_JOB_EVENTS_WORKFLOW,
-            DeliverWebhooksInput(job_id=job_id, callback_url=callback_url),
-            id=f"{job_id}-webhooks",
-            task_queue=names.CPU_TASK_QUEUE,
-            parent_close_policy=ParentClosePolicy.ABANDON,
-        )
-
-    async def _review_gate(
-        self, inp: GenerateTrackInput, checked: CheckSimilarityOutput
-    ) -> tuple[ReviewState, list[str]]:
-        """Auto-approve low risk; otherwise wait for human decisions or the review timeout.
-
-        With review-authz-v1: the policy sets how many approvals (1 or 2, one rejection
-        rejects), its timeout (capped by the input's) and an escalation before the timeout.
-        """
-        rec = checked.recommendation
-        reasons = rec.reasons
-        self._status.review_reasons = reasons
-        if rec.decision == "auto_approve":
-            self._set_stage(Stage.PUBLISHING, ReviewState.AUTO_APPROVED)
-            return ReviewState.AUTO_APPROVED, reasons
-
-        self._authz = workflow.patched("review-authz-v1")
-        timeout = inp.review_timeout_s
-        if self._authz:
-            self._required_approvals = max(1, rec.required_approvals)
-            self._status.required_approvals = self._required_approvals
-            timeout = min(timeout, rec.review_timeout_s or timeout)
-        self._set_stage(Stage.AWAITING_REVIEW, ReviewState.AWAITING_REVIEW)
-        target = rec.escalation_target
-        if self._authz and target and rec.escalate_after_s and rec.escalate_after_s < timeout:
-            if not await self._wait_for_decision(rec.escalate_after_s):
-                await self._escalate(inp, target, reasons)
-            timeout -= rec.escalate_after_s
-        decided = await self._wait_for_decision(timeout)
-        if self._authz:
-            # Decisions already being authorized when time ran out still count.
-            await workflow.wait_condition(lambda: self._authorizing == 0)
-            self._review_closed = True
-            decided = self._decision is not None
-        if not decided:
-            outcome = ReviewState.EXPIRED
-        else:
-            approved = self._decision is not None and self._decision.decision == "approve"
-            outcome = ReviewState.APPROVED if approved else ReviewState.REJECTED
-        stage = STAGE_AFTER_REVIEW[outcome]
-        await self._cpu(
-            names.RECORD_REVIEW,
-            RecordReviewInput(job_id=inp.job_id, decision=self._decision, outcome=outcome,
-                              reasons=reasons, next_stage=stage),
-            type(None),
-            30,
-        )  # fmt: skip
-        self._set_stage(stage, outcome)
-        return outcome, reasons
-
-    async def _wait_for_decision(self, timeout_s: float) -> bool:
-        """True once a decision is in; False when `timeout_s` passed without one."""
-        try:
-            await workflow.wait_condition(
-                lambda: self._decision is not None, timeout=timedelta(seconds=timeout_s)
-            )
-        except TimeoutError:
-            return False
-        return True
-
-    async def _escalate(self, inp: GenerateTrackInput, target: str, reasons: list[str]) -> None:
-        """No decision in time: audit, queue `review.escalated`, restrict to the target role."""
-        await self._cpu(
-            names.ESCALATE_REVIEW,
-            EscalateReviewInput(job_id=inp.job_id, target=target, reasons=reasons),
-            type(None),
-            30,
-        )
-        self._status.escalated_to = target
-        if target != "webhook":
-            self._min_role = target
-        callback_url = inp.request.get("callback_url")
-        if callback_url:
-            await workflow.start_child_workflow(
-                names.DELIVER_JOB_EVENTS_WORKFLOW,
-                DeliverWebhooksInput(job_id=inp.job_id, callback_url=str(callback_url)),
-                id=f"{inp.job_id}-webhooks-escalated",
-                task_queue=names.CPU_TASK_QUEUE,
-                parent_close_policy=ParentClosePolicy.ABANDON,
-            )
+        """Deliver the job's outcome events to the request's callback URL (if any)."""
+        if request.callback_url and workflow.patched(DELIVER_WEBHOOKS_PATCH):
+            await deliver_job_events(job_id, request.callback_url)
