@@ -11,13 +11,12 @@ children, the claimant's carrying only a `ClaimantNotice`.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from schemas import names
@@ -47,6 +46,8 @@ with workflow.unsafe.imports_passed_through():
         TakedownState,
         TakedownStatus,
     )
+
+from workflows.deliver_webhooks import start_delivery
 
 T = TypeVar("T")
 
@@ -197,8 +198,8 @@ class Takedown:
     @workflow.run
     async def run(self, inp: TakedownInput) -> TakedownStatus:
         claim, s = inp.claim, self._status
-        s.filed_at = workflow.now()
-        s.dispute_deadline = s.filed_at + timedelta(seconds=inp.dispute_window_s)
+        s.filed_at = filed_at = workflow.now()
+        s.dispute_deadline = deadline = filed_at + timedelta(seconds=inp.dispute_window_s)
         opened = await self._act(
             names.TAKEDOWN_OPEN,
             OpenTakedownInput(takedown_id=inp.takedown_id, workflow_id=workflow.info().workflow_id,
@@ -221,25 +222,24 @@ class Takedown:
             "objects": quarantined.objects, "claimant": claim.claimant,
             "contact_email": claim.contact_email, "owner": s.owner, "evidence": claim.evidence,
             "evidence_url": claim.evidence_url,
-            "dispute_deadline": s.dispute_deadline.isoformat(),
+            "dispute_deadline": deadline.isoformat(),
             "notify": ["owner", "claimant"],
         }, webhook="takedown.filed", claimant=self._claimant_notice())  # fmt: skip
         await self._deliver()
         await self._deliver_claimant()
         self._ready = True
 
-        await self._dispute_window()
-        await self._await_decision()
-        await self._apply()
+        await self._dispute_window(deadline)
+        decision = await self._await_decision(filed_at)
+        await self._apply(decision)
         # Let dispute/decision handlers still running (audits) finish before the run ends.
         await workflow.wait_condition(workflow.all_handlers_finished)
         return s
 
-    async def _dispute_window(self) -> None:
+    async def _dispute_window(self, deadline: datetime) -> None:
         """Wait (durable timer) until the window closes, a dispute arrives or a decision."""
         s = self._status
-        assert s.dispute_deadline is not None
-        remaining = (s.dispute_deadline - workflow.now()).total_seconds()
+        remaining = (deadline - workflow.now()).total_seconds()
         try:
             await workflow.wait_condition(
                 lambda: s.dispute is not None or s.decision is not None,
@@ -248,19 +248,18 @@ class Takedown:
         except TimeoutError:
             self._window_open = False
             await self._audit("system", "dispute_window_closed",
-                              {"deadline": s.dispute_deadline.isoformat()})  # fmt: skip
+                              {"deadline": deadline.isoformat()})  # fmt: skip
 
-    async def _await_decision(self) -> None:
+    async def _await_decision(self, filed_at: datetime) -> RecordedDecision:
         """Wait for a reviewer; escalate once after `escalate_after_s`, then keep waiting."""
         s = self._status
-        assert s.filed_at is not None
-        escalate_at = s.filed_at + timedelta(seconds=self._inp.escalate_after_s)
+        escalate_at = filed_at + timedelta(seconds=self._inp.escalate_after_s)
         remaining = (escalate_at - workflow.now()).total_seconds()
         try:
             await workflow.wait_condition(
                 lambda: s.decision is not None, timeout=timedelta(seconds=max(remaining, 0.001))
             )
-            return
+            return self._decision()
         except TimeoutError:
             pass
         s.escalated = True
@@ -269,11 +268,19 @@ class Takedown:
                           webhook="takedown.escalated")  # fmt: skip
         await self._deliver()
         await workflow.wait_condition(lambda: s.decision is not None)
+        return self._decision()
 
-    async def _apply(self) -> None:
+    def _decision(self) -> RecordedDecision:
+        """The recorded decision, once the waits above saw one."""
+        decision = self._status.decision
+        if decision is None:  # cannot happen: a recorded decision is never taken back
+            raise ApplicationError(
+                f"takedown {self._status.takedown_id}: no decision recorded", non_retryable=True
+            )
+        return decision
+
+    async def _apply(self, decision: RecordedDecision) -> None:
         s, inp = self._status, self._inp
-        decision = s.decision
-        assert decision is not None
         outcome_input = ApplyOutcomeInput(
             takedown_id=inp.takedown_id, job_id=s.job_id, claimant=s.claimant,
             quarantine_bucket=inp.quarantine_bucket, decision=decision,
@@ -360,7 +367,7 @@ class Takedown:
         if not self._callback_url:
             return
         self._deliveries += 1
-        await self._start_delivery(
+        await start_delivery(
             DeliverWebhooksInput(job_id=self._status.job_id, callback_url=self._callback_url),
             f"{self._inp.takedown_id}-webhooks-{self._deliveries}",
         )
@@ -372,17 +379,8 @@ class Takedown:
         if not url or not self._claimant_enabled():
             return
         self._claimant_deliveries += 1
-        await self._start_delivery(
+        await start_delivery(
             DeliverWebhooksInput(job_id=self._status.job_id, callback_url=url,
                                  recipient="claimant", takedown_id=self._inp.takedown_id),
             f"{self._inp.takedown_id}-claimant-webhooks-{self._claimant_deliveries}",
         )  # fmt: skip
-
-    async def _start_delivery(self, arg: DeliverWebhooksInput, workflow_id: str) -> None:
-        await workflow.start_child_workflow(
-            names.DELIVER_JOB_EVENTS_WORKFLOW,
-            arg,
-            id=workflow_id,
-            task_queue=names.CPU_TASK_QUEUE,
-            parent_close_policy=ParentClosePolicy.ABANDON,
-        )
