@@ -99,6 +99,13 @@ class Settings(BaseSettings):
 
     # Workers
     worker_max_concurrent_activities: int = 4
+    # /healthz and /readyz of a worker process (workers/health.py); None: not served, 0: any
+    # free port (the local stack's choice: `tunesmith status` reads it from the run dir).
+    health_port: int | None = Field(default=None, ge=0, le=65535)
+    health_host: str = "127.0.0.1"  # 0.0.0.0 in a container, for the orchestrator's probes
+    # On SIGTERM: stop polling, give running steps this long to finish (else they are
+    # cancelled and retried elsewhere), then exit 0. Keep the orchestrator's grace period above.
+    graceful_shutdown_s: float = Field(default=10.0, ge=0)
     # Worker Versioning: the CPU (workflow) workers join the Temporal Worker Deployment
     # `deployment_name` as version `build_id` (None: derived from the workflow code, see
     # workers/versioning.py). rollout "auto": a starting worker makes its version current

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +50,16 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
+
+
+def worker_readyz(health_file: Path) -> bool:
+    """Whether the worker whose health address is in `health_file` answers /readyz with 200."""
+    try:
+        address = health_file.read_text().strip()
+        with urllib.request.urlopen(f"http://{address}/readyz", timeout=5) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):  # no file yet, refused, 503 (HTTPError is an OSError)
+        return False
 
 
 def free_port() -> int:
@@ -201,7 +212,10 @@ class LocalStack:
         ready_file = self.run_dir / f"{name}.ready"
         ready_file.unlink(missing_ok=True)  # a crashed worker leaves its ready file behind
         argv = [sys.executable, "-m", "tunesmith", "worker", kind]
-        self.process(name).start(argv, env=self.child_env(), cwd=self.home)
+        env = self.child_env()
+        if self.settings.health_port is None:  # two workers on one host: any free port each
+            env["TUNESMITH_HEALTH_PORT"] = "0"
+        self.process(name).start(argv, env=env, cwd=self.home)
         try:
             wait_until(self._alive_and(name, ready_file.exists), timeout_s=60, what=name)
         except TimeoutError as exc:
@@ -289,6 +303,7 @@ class LocalStack:
             if self.process(name).stop(sig=sig):
                 log(f"{name}: stopped")
             (self.run_dir / f"{name}.ready").unlink(missing_ok=True)
+            (self.run_dir / f"{name}.health").unlink(missing_ok=True)
 
     def destroy(self, *, log: Callable[[str], None] = print) -> None:
         """Stop the stack and delete all its state: the state dir and, when PostgreSQL keeps
@@ -309,7 +324,7 @@ class LocalStack:
             return subprocess.run(probe, check=False).returncode == 0
 
         def worker_ready(kind: str) -> Callable[[], bool]:
-            return (self.run_dir / f"worker-{kind}.ready").exists
+            return lambda: worker_readyz(self.run_dir / f"worker-{kind}.health")
 
         def polling(kind: str) -> str:
             # The worker writes what it polls (queues, and its build for the CPU one) there.

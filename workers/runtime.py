@@ -34,6 +34,7 @@ from infra.store import ObjectStore
 from infra.temporal import connect_temporal
 from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE, gpu_task_queue
 from workers import versioning
+from workers.health import HealthServer
 from workflows.deliver_webhooks import DeliverJobEvents
 from workflows.generate_track import GenerateTrack
 from workflows.takedown import Takedown
@@ -89,7 +90,7 @@ def build_workers(
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
                 deployment_config=versioning.deployment_config(settings),
                 # On SIGTERM, running steps get this long to finish before they are cancelled.
-                graceful_shutdown_timeout=timedelta(seconds=10),
+                graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_s),
             )
         ]
     if kind == "gpu":
@@ -105,7 +106,7 @@ def build_workers(
                 task_queue=queue,
                 activities=[activities.generate_audio],
                 max_concurrent_activities=limit,
-                graceful_shutdown_timeout=timedelta(seconds=10),
+                graceful_shutdown_timeout=timedelta(seconds=settings.graceful_shutdown_s),
             )
             for queue in queues
         ]
@@ -155,11 +156,23 @@ async def run_worker(kind: str, settings: Settings, ready_file: Path | None = No
         client = await connect_temporal(settings)
         db = await Database.open(settings)
         stack.push_async_callback(db.close)
+        store = ObjectStore(settings)
+        health = HealthServer({
+            "temporal": client.service_client.check_health,
+            "database": lambda: db.pool.fetchval("SELECT 1"),
+            "store": lambda: asyncio.to_thread(store.client.bucket_exists, settings.raw_bucket),
+        })  # fmt: skip
+        if settings.health_port is not None:
+            port = await health.start(settings.health_host, settings.health_port)
+            stack.push_async_callback(health.close)
+            log.info("health on http://%s:%d/readyz", settings.health_host, port)
+            if ready_file is not None:  # the local stack finds the port here
+                ready_file.parent.mkdir(parents=True, exist_ok=True)
+                ready_file.with_suffix(".health").write_text(f"{settings.health_host}:{port}")
         if kind == "cpu":
             # In the background: a cold index makes the first checks slower, not wrong.
             warming = asyncio.create_task(_warm_catalog(db))
             stack.callback(warming.cancel)
-        store = ObjectStore(settings)
         registry = None
         if kind == "gpu":
             registry = ModelRegistry(settings, reference_loader=_store_loader(store))
@@ -183,10 +196,14 @@ async def run_worker(kind: str, settings: Settings, ready_file: Path | None = No
                     await versioning.promote_when_polling(client, settings, build)
                     served += " (current)"
             log.info("worker %s polling %s%s", kind, queues, served)
+            health.ready = True
             if ready_file is not None:
                 ready_file.parent.mkdir(parents=True, exist_ok=True)
                 ready_file.write_text(queues + served)
             await stop.wait()
-            log.info("worker %s shutting down", kind)
+            health.stopping = True  # not ready: an orchestrator stops routing to us
+            log.info("worker %s shutting down (up to %g s for running steps)", kind,
+                     settings.graceful_shutdown_s)  # fmt: skip
         if ready_file is not None:
             ready_file.unlink(missing_ok=True)
+            ready_file.with_suffix(".health").unlink(missing_ok=True)
