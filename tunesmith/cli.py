@@ -19,13 +19,14 @@ from infra.store import ObjectStore, split_uri
 from schemas.errors import TunesmithError
 from schemas.jobs import TERMINAL_STAGES, JobStatus, Stage
 from schemas.music import key_name, normalize_instrument, parse_key
-from schemas.request import Product, ReviewMode, Tier, validate_request
+from schemas.request import Product, ReviewMode, Tier
 from tunesmith.cli_common import console, err, print_result
 from tunesmith.cli_common import run as _run
 from tunesmith.cli_common import table as _table
 from tunesmith.cli_common import with_db as _with_db
 from tunesmith.client import Client, JobHandle
 from tunesmith.jobs import read_job
+from tunesmith.preflight import check_request
 
 app = typer.Typer(help="tunesmith: durable AI music generation on Temporal.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Jobs recorded in the metadata DB.", no_args_is_help=True)
@@ -202,12 +203,11 @@ def generate(
     }  # fmt: skip
 
     async def main() -> None:
-        request = validate_request(request_data)  # fail before connecting to anything
         settings = get_settings()
+        # Fail before connecting to anything (no network unless the request names stored inputs).
+        checked = check_request(request_data, midi=midi, reference=reference, settings=settings)
         client = await Client.connect(settings)
-        handle = await client.submit(
-            request, idempotency_key=idempotency_key, midi=midi, reference=reference
-        )
+        handle = await client.submit(checked, idempotency_key=idempotency_key)
         console.print(f"job {handle.job_id}  ({handle.web_url})")
         if not (wait or out):
             return

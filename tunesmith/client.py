@@ -18,22 +18,11 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowUpdateFailedError,
 )
-from temporalio.common import (
-    SearchAttributeKey,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDConflictPolicy,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.controls.inputs import (
-    analyse_local_inputs,
-    load_stored_inputs,
-    upload_local_inputs,
-)
-from activities.controls.normalize import ControlInputs, normalize_request
+from activities.controls.inputs import upload_local_inputs
 from activities.review import store as review_db
 from activities.review.proof import review_proof
 from infra.db import Database
@@ -41,7 +30,6 @@ from infra.settings import Settings, get_settings
 from infra.store import ObjectStore
 from infra.temporal import connect_temporal
 from schemas import names
-from schemas.controls import ControlTokens
 from schemas.errors import (
     IdempotencyConflictError,
     InvalidRequestError,
@@ -54,11 +42,11 @@ from schemas.jobs import (
     GenerationResult,
     JobStatus,
     ReviewDecision,
-    ReviewState,
     Stage,
 )
-from schemas.request import GenerationRequest, validate_request
+from schemas.request import GenerationRequest
 from tunesmith.jobs import JobView, overview_uri, read_job
+from tunesmith.preflight import CheckedRequest, check_request
 
 _MEMO_REQUEST_SHA = "request_sha256"
 
@@ -278,58 +266,46 @@ class Client:
 
     async def submit(
         self,
-        request: GenerationRequest | dict[str, Any],
+        request: GenerationRequest | dict[str, Any] | CheckedRequest,
         idempotency_key: str | None = None,
         *,
         midi: Path | str | None = None,
         reference: Path | str | None = None,
     ) -> JobHandle:
-        """Validate `request` and start its job; returns at once.
+        """Check `request` and start its job; returns at once.
 
         `midi` (a .mid melody) and `reference` (an audio file) are local files: they are
-        checked and analysed here, then uploaded, and the request refers to them by URI.
-        The whole request is normalized here first (templates, melody, reference), so bad input
-        fails before anything is uploaded, started or charged.
+        checked and read here, then uploaded, and the request refers to them by URI.
+        The request is checked first (`check_request`: schema, input files, template,
+        contradictions between controls), so bad input fails before anything is uploaded,
+        started or charged; a request already checked (`CheckedRequest`) is not checked again.
+        The model (tier -> model, its card) is the workers' to decide: a request they refuse
+        fails the job at its first step, before any work.
         With an idempotency key, submitting again returns the same job (never a second one).
 
         Raises:
             InvalidRequestError: the request or an input file is invalid; nothing was started.
             IdempotencyConflictError: the key was used before with a different request.
         """
-        req = validate_request(request)
-        midi_path = Path(midi) if midi is not None else None
-        ref_path = Path(reference) if reference is not None else None
-        if midi_path is not None and req.midi is not None:
-            raise InvalidRequestError("give the MIDI melody as a file or as a URI, not both")
-        if ref_path is not None and req.reference is not None:
-            raise InvalidRequestError("give the reference as a file or as a URI, not both")
-        req, tokens = await asyncio.to_thread(self._preflight, req, midi_path, ref_path)
-        if midi_path is not None or ref_path is not None:
-            await asyncio.to_thread(upload_local_inputs, self.store, midi_path, ref_path)
-        digest = req.sha256()
+        if isinstance(request, CheckedRequest):
+            if midi is not None or reference is not None:
+                raise InvalidRequestError("a checked request carries its own input files")
+            checked = request
+        else:
+            checked = await asyncio.to_thread(
+                check_request, request, midi=midi, reference=reference, store=self.store
+            )
+        req = checked.request
         if idempotency_key is not None:
             if not idempotency_key.strip() or len(idempotency_key) > 200:
                 raise InvalidRequestError("idempotency_key must be 1-200 non-blank characters")
             job_id = job_id_for(req.tenant, idempotency_key)
         else:
             job_id = f"job-{uuid.uuid4().hex[:24]}"
-        sa = TypedSearchAttributes(
-            [
-                SearchAttributePair(
-                    SearchAttributeKey.for_keyword(names.SA_STAGE), Stage.QUEUED.value
-                ),
-                SearchAttributePair(
-                    SearchAttributeKey.for_keyword(names.SA_REVIEW_STATE), ReviewState.PENDING.value
-                ),
-                SearchAttributePair(
-                    SearchAttributeKey.for_keyword(names.SA_MODEL), tokens.model_id
-                ),
-                SearchAttributePair(
-                    SearchAttributeKey.for_keyword(names.SA_PRODUCT), tokens.product
-                ),
-                SearchAttributePair(SearchAttributeKey.for_keyword(names.SA_TENANT), req.tenant),
-            ]
-        )
+        if checked.midi is not None or checked.reference is not None:
+            await asyncio.to_thread(upload_local_inputs, self.store, checked.midi,
+                                    checked.reference)  # fmt: skip
+        digest = req.sha256()
         s = self.settings
         inp = GenerateTrackInput(
             job_id=job_id,
@@ -340,6 +316,7 @@ class Client:
             gpu_queue_timeout_s=s.gpu_queue_timeout_s,
         )
         try:
+            # Search attributes (stage, model, product, tenant) are the workflow's to set.
             await self.temporal.start_workflow(
                 names.GENERATE_TRACK_WORKFLOW,
                 inp,
@@ -349,7 +326,6 @@ class Client:
                 # never started again; only a failed one may run again under its key.
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                search_attributes=sa,
                 memo={_MEMO_REQUEST_SHA: digest},
             )
         except WorkflowAlreadyStartedError:
@@ -357,19 +333,6 @@ class Client:
         if idempotency_key is not None:
             await self._check_same_request(job_id, digest)
         return JobHandle(self, job_id)
-
-    def _preflight(
-        self, req: GenerationRequest, midi: Path | None, reference: Path | None
-    ) -> tuple[GenerationRequest, ControlTokens]:
-        """Analyse the inputs and normalize the request exactly as the workflow will."""
-        fields, local = analyse_local_inputs(midi, reference, self.settings.inputs_bucket)
-        if fields:
-            req = validate_request(req.model_dump(mode="json") | fields)
-        # Inputs the request names by URI (uploaded earlier) are checked in the store.
-        stored = load_stored_inputs(req.model_copy(update=dict.fromkeys(fields)), self.store)
-        inputs = ControlInputs(melody=local.melody or stored.melody,
-                               reference=local.reference or stored.reference)  # fmt: skip
-        return normalize_request(req, inputs)
 
     async def _check_same_request(self, job_id: str, digest: str) -> None:
         desc = await self.temporal.get_workflow_handle(job_id).describe()

@@ -17,6 +17,7 @@ their `duration_s` becomes exactly that many bars.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,11 +118,39 @@ def _template_defaults(request: GenerationRequest) -> tuple[str, str | None, int
 def normalize_request(
     data: dict[str, Any] | GenerationRequest, inputs: ControlInputs | None = None
 ) -> tuple[GenerationRequest, ControlTokens]:
-    """Validate `data`, fill open controls (see the module docstring) and build ControlTokens.
+    """Validate `data`, fill open controls (see the module docstring) and build ControlTokens
+    for the model serving it (its explicit model, else the tier's model of this deployment).
 
     Raises:
         InvalidRequestError: the request is invalid or contradictory (one line per problem).
     """
+    request, tokens = _normalize(data, inputs, _model_card)
+    assert tokens is not None  # a card was given
+    return request, tokens
+
+
+def check_controls(
+    data: dict[str, Any] | GenerationRequest, inputs: ControlInputs | None = None
+) -> GenerationRequest:
+    """Everything `normalize_request` checks that needs no deployment settings: the request,
+    its template, its inputs against the other controls and contradictions between controls.
+
+    The model (tier -> model, its card's limits, melody and stems support) is left to
+    `normalize_request` on the workers; clients check with this before starting a job.
+
+    Raises:
+        InvalidRequestError: the request is invalid or contradictory (one line per problem).
+    """
+    return _normalize(data, inputs, None)[0]
+
+
+def _normalize(
+    data: dict[str, Any] | GenerationRequest,
+    inputs: ControlInputs | None,
+    model_card: Callable[[GenerationRequest], ModelCard] | None,
+) -> tuple[GenerationRequest, ControlTokens | None]:
+    """The normalization; without `model_card` the model's checks are skipped and no tokens
+    are built."""
     request = validate_request(data)
     inputs = inputs or ControlInputs()
     if request.midi is not None and inputs.melody is None:
@@ -197,21 +226,23 @@ def normalize_request(
                                         / (bar_s * tempo / 60.0) - 1e-9)  # fmt: skip
                 duration = (melody_bars + 1) * bar_s
         bars = max(1, math.ceil(duration / bar_s - 1e-9))
-    card = _model_card(request)
-    if duration > card.max_duration_s:
+    card = model_card(request) if model_card is not None else None
+    if card is not None and duration > card.max_duration_s:
         raise InvalidRequestError(
             f"{duration:g} s ({bars} bars) is over {card.id}'s limit of {card.max_duration_s:g} s"
         )
     total_beats = duration * tempo / 60.0
     if notes:
         check_melody_fits(notes, total_beats, tempo_bpm=tempo)
-        if not card.supports("melody"):
+        if card is not None and not card.supports("melody"):
             raise InvalidRequestError(
                 f"model {card.id} cannot follow a MIDI melody; use a model whose card lists "
                 "'melody' (tunesmith models list)"
             )
-    if product is Product.STEMS and not card.supports("stems"):
+    if card is not None and product is Product.STEMS and not card.supports("stems"):
         raise InvalidRequestError(f"model {card.id} cannot render stems")
+    if card is None:
+        return request, None
 
     instruments = pick("instruments", tpl.get("instruments")) or list(DEFAULT_INSTRUMENTS)
     energy = pick("energy", tpl.get("energy"), MOODS[mood][0] if mood else None)
