@@ -137,6 +137,19 @@ async def _warm_catalog(db: Database) -> None:
     )
 
 
+async def _warm_cpu_steps() -> None:
+    """Imports, numba JIT, encoders and plotting of post-processing and the melody profile,
+    paid once here instead of inside the first job (see `activities/postprocess/warmup.py`)."""
+    from activities.postprocess.warmup import warm_cpu_steps
+
+    try:
+        took = await asyncio.to_thread(warm_cpu_steps)
+    except Exception as e:  # a job would hit the same error and report it; the worker serves
+        log.warning("could not warm the CPU steps: %s", e)
+        return
+    log.info("CPU steps warm (imports, JIT, encoders) in %.1f s", took)
+
+
 async def run_worker(kind: str, settings: Settings, ready_file: Path | None = None) -> None:
     """Run one worker until SIGINT/SIGTERM, then drain and exit."""
     if kind == "cpu":
@@ -173,6 +186,9 @@ async def run_worker(kind: str, settings: Settings, ready_file: Path | None = No
             # In the background: a cold index makes the first checks slower, not wrong.
             warming = asyncio.create_task(_warm_catalog(db))
             stack.callback(warming.cancel)
+            # Likewise in the background: a job that arrives first only waits for the imports.
+            warming_steps = asyncio.create_task(_warm_cpu_steps())
+            stack.callback(warming_steps.cancel)
         registry = None
         if kind == "gpu":
             registry = ModelRegistry(settings, reference_loader=_store_loader(store))

@@ -55,16 +55,42 @@ class EmbeddingExtractor(Protocol):
         ...
 
 
-def dsp_embedding(mono: np.ndarray, sample_rate: int, *, chroma: np.ndarray) -> list[float]:
+@dataclass(frozen=True)
+class Spectra:
+    """librosa's default STFT magnitude of a signal and what is derived from it, computed once
+    for all the features that would each recompute them (n_fft 2048, hop 512, centred)."""
+
+    sample_rate: int
+    magnitude: np.ndarray  # |STFT|
+    mel_db: np.ndarray  # power_to_db(melspectrogram(power 2)): mfcc and onset strength's input
+    onset_strength: np.ndarray
+
+    @classmethod
+    def of(cls, mono: np.ndarray, sample_rate: int) -> Spectra:
+        import librosa
+
+        magnitude = np.abs(librosa.stft(mono))
+        mel = librosa.feature.melspectrogram(S=magnitude**2, sr=sample_rate)
+        mel_db = librosa.power_to_db(mel)
+        onset = librosa.onset.onset_strength(S=mel_db, sr=sample_rate)
+        return cls(sample_rate, magnitude, mel_db, onset)
+
+
+def dsp_embedding(
+    mono: np.ndarray, sample_rate: int, *, chroma: np.ndarray, spectra: Spectra | None = None
+) -> list[float]:
     """The dsp-v1 embedding of a mono signal (see module docstring)."""
     import librosa
 
-    mfcc = librosa.feature.mfcc(y=mono, sr=sample_rate, n_mfcc=13)
+    if spectra is None or spectra.sample_rate != sample_rate:
+        spectra = Spectra.of(mono, sample_rate)
+    mfcc = librosa.feature.mfcc(S=spectra.mel_db, sr=sample_rate, n_mfcc=13)
     timbre = np.concatenate([mfcc.mean(axis=1) / 100.0, mfcc.std(axis=1) / 50.0])
     profile = chroma.mean(axis=1)
     harmony = np.roll(profile, -int(np.argmax(profile))) / (profile.max() + 1e-9)
-    contrast = librosa.feature.spectral_contrast(y=mono, sr=sample_rate).mean(axis=1) / 50.0
-    onset = librosa.onset.onset_strength(y=mono, sr=sample_rate)
+    contrast = librosa.feature.spectral_contrast(S=spectra.magnitude, sr=sample_rate)
+    contrast = contrast.mean(axis=1) / 50.0
+    onset = spectra.onset_strength
     ac = np.correlate(onset - onset.mean(), onset - onset.mean(), mode="full")[onset.size - 1 :]
     clarity = float(ac[1:].max() / (ac[0] + 1e-9)) if ac.size > 1 else 0.0
     rhythm = np.array([onset.mean() / 5.0, onset.std() / 5.0, clarity])
@@ -81,13 +107,19 @@ class DspEmbedding:
     dimension: int = EMBEDDING_DIM
 
     def embed(
-        self, mono: np.ndarray, sample_rate: int, *, chroma: np.ndarray | None = None
+        self,
+        mono: np.ndarray,
+        sample_rate: int,
+        *,
+        chroma: np.ndarray | None = None,
+        spectra: Spectra | None = None,
     ) -> list[float]:
         """dsp-v1 of `mono`.
 
         Args:
             chroma: `librosa.feature.chroma_cqt` of `mono` at `DSP_SAMPLE_RATE`, when the caller
                 has it already (it is the slow part: seconds per minute of audio).
+            spectra: `Spectra.of(mono, DSP_SAMPLE_RATE)`, when the caller has it.
         """
         import librosa
 
@@ -95,10 +127,10 @@ class DspEmbedding:
         if sample_rate != DSP_SAMPLE_RATE:
             mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=DSP_SAMPLE_RATE,
                                     res_type="soxr_hq")  # fmt: skip
-            chroma = None
+            chroma = spectra = None
         if chroma is None:
             chroma = librosa.feature.chroma_cqt(y=mono, sr=DSP_SAMPLE_RATE)
-        return dsp_embedding(mono, DSP_SAMPLE_RATE, chroma=chroma)
+        return dsp_embedding(mono, DSP_SAMPLE_RATE, chroma=chroma, spectra=spectra)
 
 
 DSP_V1 = DspEmbedding()

@@ -10,14 +10,16 @@ CLAP when `TUNESMITH_CLAP_MODEL_DIR` is set) and is stored with that extractor's
 from __future__ import annotations
 
 import numpy as np
-import pyloudnorm
 
+from activities.audio_io import mono_mix
 from activities.postprocess.embedding import (
     DSP_SAMPLE_RATE,
     DspEmbedding,
     EmbeddingExtractor,
+    Spectra,
     embedding_extractor,
 )
+from activities.postprocess.loudness import k_weighted
 from schemas.jobs import AudioFeatures
 from schemas.music import key_name
 
@@ -27,18 +29,26 @@ _MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3
 ANALYSIS_RATE = DSP_SAMPLE_RATE
 
 
-def loudness_range_lu(samples: np.ndarray, sample_rate: int) -> float:
-    """EBU Tech 3342 loudness range (LRA) in LU; 0 for audio shorter than one window."""
-    meter = pyloudnorm.Meter(sample_rate)
-    x = samples.astype(np.float64)
-    for stage in meter._filters.values():  # the meter's own K-weighting stages
-        x = stage.apply_filter(x)
-    window, hop = int(3.0 * sample_rate), int(0.1 * sample_rate)  # Tech 3342 short-term loudness
-    if x.shape[0] < window:
+def loudness_range_lu(
+    samples: np.ndarray, sample_rate: int, *, weighted: np.ndarray | None = None
+) -> float:
+    """EBU Tech 3342 loudness range (LRA) in LU; 0 for audio shorter than one window.
+
+    Args:
+        weighted: `loudness.k_weighted(samples, sample_rate)` when the caller has it.
+    """
+    if weighted is None:
+        weighted = k_weighted(samples, sample_rate)
+    if weighted.shape[1] < int(3.0 * sample_rate):
         return 0.0
-    power = np.cumsum(np.concatenate([np.zeros((1, x.shape[1])), x**2]), axis=0)
-    starts = np.arange(0, x.shape[0] - window + 1, hop)
-    mean_square = ((power[starts + window] - power[starts]) / window).sum(axis=1)
+    # Tech 3342 short-term loudness: 3 s windows every 0.1 s.
+    window, hop = int(3.0 * sample_rate), int(0.1 * sample_rate)
+    starts = np.arange(0, weighted.shape[1] - window + 1, hop)
+    power = np.zeros(weighted.shape[1] + 1)
+    mean_square = np.zeros(starts.shape[0])
+    for channel in weighted:
+        np.cumsum(channel**2, out=power[1:])
+        mean_square += (power[starts + window] - power[starts]) / window
     st = -0.691 + 10 * np.log10(mean_square + 1e-20)
     st = st[st > -70.0]
     if st.size == 0:
@@ -65,6 +75,7 @@ def extract_features(
     *,
     instruments: list[str],
     extractor: EmbeddingExtractor | None = None,
+    weighted: np.ndarray | None = None,
 ) -> AudioFeatures:
     """Measure a master: loudness range, tempo, key, spectral summary, embedding.
 
@@ -72,6 +83,7 @@ def extract_features(
         instruments: instrumentation tags; for generated audio these are the requested
             instruments (the draft backend plays exactly those).
         extractor: the embedding; None: `embedding_extractor()` (from the settings, cached).
+        weighted: `loudness.k_weighted(samples, sample_rate)`, when the caller has it.
 
     Raises:
         EmbeddingExtractorError: CLAP is configured but cannot be loaded.
@@ -80,23 +92,26 @@ def extract_features(
 
     if extractor is None:
         extractor = embedding_extractor()
-    mono = librosa.resample(samples.mean(axis=1).astype(np.float32), orig_sr=sample_rate,
+    mono = librosa.resample(mono_mix(samples).astype(np.float32), orig_sr=sample_rate,
                             target_sr=ANALYSIS_RATE, res_type="soxr_hq")  # fmt: skip
-    onset_env = librosa.onset.onset_strength(y=mono, sr=ANALYSIS_RATE)
+    # One STFT and one mel spectrogram for everything below (librosa's defaults, so the same
+    # numbers as calling each feature on the signal).
+    spectra = Spectra.of(mono, ANALYSIS_RATE)
+    onset_env = spectra.onset_strength
     tempo = float(
         np.atleast_1d(librosa.feature.tempo(onset_envelope=onset_env, sr=ANALYSIS_RATE))[0]
     )
     chroma = librosa.feature.chroma_cqt(y=mono, sr=ANALYSIS_RATE)
     key, key_confidence = estimate_key(chroma.mean(axis=1))
-    centroid = librosa.feature.spectral_centroid(y=mono, sr=ANALYSIS_RATE)
-    rolloff = librosa.feature.spectral_rolloff(y=mono, sr=ANALYSIS_RATE)
-    flatness = librosa.feature.spectral_flatness(y=mono)
-    if isinstance(extractor, DspEmbedding):  # reuses the chroma above (its slowest input)
-        embedding = extractor.embed(mono, ANALYSIS_RATE, chroma=chroma)
+    centroid = librosa.feature.spectral_centroid(S=spectra.magnitude, sr=ANALYSIS_RATE)
+    rolloff = librosa.feature.spectral_rolloff(S=spectra.magnitude, sr=ANALYSIS_RATE)
+    flatness = librosa.feature.spectral_flatness(S=spectra.magnitude)
+    if isinstance(extractor, DspEmbedding):  # reuses the chroma and spectra above
+        embedding = extractor.embed(mono, ANALYSIS_RATE, chroma=chroma, spectra=spectra)
     else:  # from the master's own rate: a learned model may hear above 11 kHz
-        embedding = extractor.embed(samples.mean(axis=1), sample_rate)
+        embedding = extractor.embed(mono_mix(samples), sample_rate)
     return AudioFeatures(
-        loudness_range_lu=round(loudness_range_lu(samples, sample_rate), 2),
+        loudness_range_lu=round(loudness_range_lu(samples, sample_rate, weighted=weighted), 2),
         tempo_bpm=round(tempo, 2),
         key=key,
         key_confidence=round(key_confidence, 3),

@@ -48,6 +48,8 @@ def encode(
     """Write `samples` (float, (frames, channels)) to `path` in delivery format `fmt`.
 
     `preview` trades MP3 bitrate (≈ 120 instead of ≈ 190 kbit/s) for size and speed.
+    MP3 is LAME through pedalboard (VBR V2 / V5), ~4x faster than libsndfile's LAME at the
+    same bitrates; it writes a LAME/Xing header, so decoders see the exact length.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "wav24":
@@ -58,9 +60,8 @@ def encode(
     elif fmt == "flac":
         sf.write(path, samples, sample_rate, format="FLAC", subtype="PCM_24")
     elif fmt == "mp3":
-        # compression_level 0.2 ≈ 180-200 kbit/s VBR (0 = best quality / highest bitrate).
-        sf.write(path, samples, sample_rate, format="MP3", subtype="MPEG_LAYER_III",
-                 compression_level=0.5 if preview else 0.2, bitrate_mode="VARIABLE")  # fmt: skip
+        # LAME VBR V2 ≈ 180-200 kbit/s (what libsndfile's compression_level 0.2 gave), V5 ≈ 120.
+        write_mp3(path, samples, sample_rate, quality="V5" if preview else "V2")
     elif fmt == "opus":
         data = samples if sample_rate == OPUS_RATE else soxr.resample(
             samples, sample_rate, OPUS_RATE, quality="VHQ"
@@ -68,6 +69,16 @@ def encode(
         sf.write(path, data, OPUS_RATE, format="OGG", subtype="OPUS")
     else:
         raise ValueError(f"unknown delivery format {fmt!r}")
+
+
+def write_mp3(path: Path, samples: np.ndarray, sample_rate: int, *, quality: str) -> None:
+    """LAME VBR MP3 of `samples` (frames, channels) at `quality` ("V0" … "V9")."""
+    from pedalboard.io import AudioFile
+
+    data = np.ascontiguousarray(np.asarray(samples, dtype=np.float32).T)
+    with AudioFile(str(path), "w", samplerate=sample_rate, num_channels=data.shape[0],
+                   quality=quality) as out:  # fmt: skip
+        out.write(data)
 
 
 def write_tags(path: Path, fmt: DeliveryFormat, tags: AudioTags) -> None:

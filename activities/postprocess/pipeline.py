@@ -22,6 +22,8 @@ from activities.postprocess.features import extract_features
 from activities.postprocess.formats import AudioTags, encode, write_tags
 from activities.postprocess.loudness import (
     integrated_lufs,
+    integrated_lufs_weighted,
+    k_weighted,
     limiter_gain,
     normalize_loudness,
     peak_envelope,
@@ -155,10 +157,9 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
             part = part * result.gain[:, None]
         else:
             part = part * 10.0 ** (result.gain_db / 20.0)
-            part = (
-                part
-                * limiter_gain(peak_envelope(part), rate, profile.true_peak_dbtp - 0.1)[:, None]
-            )
+            limit_db = profile.true_peak_dbtp - 0.1
+            envelope = peak_envelope(part, above=10.0 ** (limit_db / 20.0))
+            part = part * limiter_gain(envelope, rate, limit_db)[:, None]
         part = _middle(part, job.loop_frames).astype(np.float32)
         if name == marked_stem and mark is not None:
             part = part + mark
@@ -172,10 +173,16 @@ def master_files(raw: np.ndarray, rate: int, job: MasteringJob, workdir: Path) -
     preview = write(preview_clip(master, rate), "mp3", "preview.mp3")
     overview = workdir / "overview.png"
     render_overview_png(master, rate, overview, title=f"{job.tags.job_id} · {job.tags.title[:60]}")
-    features = extract_features(master, rate, instruments=job.instruments)
-    # Measured on what ships (watermark included); a loop as it plays, repeated.
+    # Measured on what ships (watermark included); a loop as it plays, repeated. One K-weighting
+    # serves the integrated loudness and the loudness range.
     repeats = math.ceil(3.0 * rate / len(master))
-    shipped_lufs = integrated_lufs(np.tile(master.astype(np.float64), (repeats, 1)), rate)
+    if repeats == 1:
+        weighted = k_weighted(master, rate)
+        shipped_lufs = integrated_lufs_weighted(weighted, rate)
+    else:
+        weighted = None
+        shipped_lufs = integrated_lufs(np.tile(master.astype(np.float64), (repeats, 1)), rate)
+    features = extract_features(master, rate, instruments=job.instruments, weighted=weighted)
     measurements = AudioMeasurements(
         integrated_lufs=round(shipped_lufs, 2),
         true_peak_dbtp=round(true_peak_dbtp(master), 2),

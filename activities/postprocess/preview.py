@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from activities.audio_io import mono_mix
+
 PREVIEW_SECONDS = 15.0
 _FADE_S = 0.5
 
@@ -17,7 +19,7 @@ def preview_clip(
     n = samples.shape[0]
     length = min(n, int(seconds * sample_rate))
     if length < n:
-        energy = np.cumsum(np.concatenate([[0.0], np.mean(samples**2, axis=1)]))
+        energy = np.cumsum(np.concatenate([[0.0], mono_mix(samples**2)]))
         hop = max(1, sample_rate // 10)  # candidate starts every 100 ms
         starts = np.arange(0, n - length + 1, hop)
         best = int(starts[np.argmax(energy[starts + length] - energy[starts])])
@@ -62,7 +64,7 @@ def render_overview_png(samples: np.ndarray, sample_rate: int, path: Path, title
     matplotlib.use("Agg")  # no display on workers
     import matplotlib.pyplot as plt
 
-    mono = samples.mean(axis=1)
+    mono = mono_mix(samples)
     seconds = mono.shape[0] / sample_rate
     # Min/max envelope per pixel column: what a waveform view shows, at a fraction of the cost.
     columns = min(2000, mono.shape[0])
@@ -83,7 +85,8 @@ def render_overview_png(samples: np.ndarray, sample_rate: int, path: Path, title
     ax_spec.set_yticklabels([f"{f // 1000}k" if f >= 1000 else str(f) for f in ticks])
     ax_spec.set_ylabel("Hz")
     ax_spec.set_xlabel("seconds")
-    fig.tight_layout()
+    # Fixed margins rather than tight_layout (which measures every label: ~40 % of the time).
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.95, bottom=0.08, hspace=0.06)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, pil_kwargs={"compress_level": 1})
     plt.close(fig)

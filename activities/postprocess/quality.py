@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from activities.audio_io import mono_mix
 from schemas.jobs import QualityReport
 
 # Penalty per kind of finding; the score is 1 minus their sum (never below 0).
@@ -47,7 +48,7 @@ def assess_quality(
     if abs(duration - requested_duration_s) > 0.05:
         found.append(("duration", f"duration {duration:.2f} s differs from the requested "
                                   f"{requested_duration_s:.2f} s"))  # fmt: skip
-    mono = master.mean(axis=1)
+    mono = mono_mix(master)
     rms = _window_rms(mono, max(1, int(0.05 * sample_rate)))  # 50 ms windows
     if rms.size:
         silent = float(np.mean(rms < 10 ** (-60 / 20)))
