@@ -353,6 +353,7 @@ def worker_gpu() -> None:
     _worker("gpu")
 
 
+from tunesmith.cli_codec import codec_app  # noqa: E402
 from tunesmith.cli_controls import eval_controls, templates_app  # noqa: E402
 from tunesmith.cli_experiments import experiments_app, promote  # noqa: E402
 from tunesmith.cli_models import models_app  # noqa: E402
@@ -373,6 +374,7 @@ models_app.command("promote")(promote)
 app.add_typer(models_app, name="models")
 app.add_typer(experiments_app, name="experiments")
 app.add_typer(watermark_app, name="watermark")
+app.add_typer(codec_app, name="codec")
 app.command("verify")(verify)
 app.command("provenance")(provenance)
 eval_app.command("watermark")(eval_watermark)
