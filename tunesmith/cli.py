@@ -330,15 +330,33 @@ def _worker(kind: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    import asyncpg
+
     from activities.postprocess.embedding import EmbeddingExtractorError
 
     settings = get_settings()
     ready = settings.resolved_home / "run" / f"worker-{kind}.ready"
+    # A worker that cannot start says why once and exits (2: its configuration, 3: a service
+    # it needs is unreachable), so an orchestrator's restart loop shows the cause, not a trace.
     try:
         asyncio.run(run_worker(kind, settings, ready_file=ready))
-    except EmbeddingExtractorError as exc:
+    except (EmbeddingExtractorError, TunesmithError) as exc:
         err.print(f"[red]error:[/red] worker {kind} cannot start: {exc}")
         raise typer.Exit(2) from None
+    except (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError) as exc:
+        err.print(f"[red]error:[/red] worker {kind} cannot start: the database refused the "
+                  f"credentials for {settings.db_target} ({exc})")  # fmt: skip
+        raise typer.Exit(2) from None
+    except (OSError, asyncpg.PostgresError) as exc:
+        err.print(f"[red]error:[/red] worker {kind} cannot start: the database at "
+                  f"{settings.db_target} is unreachable ({exc})")  # fmt: skip
+        raise typer.Exit(3) from None
+    except RuntimeError as exc:
+        if "connect" not in str(exc).lower():
+            raise
+        err.print(f"[red]error:[/red] worker {kind} cannot start: Temporal at "
+                  f"{settings.temporal_target} is unreachable ({exc})")  # fmt: skip
+        raise typer.Exit(3) from None
 
 
 @worker_app.command("cpu")

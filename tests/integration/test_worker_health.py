@@ -77,3 +77,15 @@ def test_sigterm_drains_and_exits_0(stack: LocalStack, tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_wrong_database_credentials_stop_the_worker_with_a_clear_error(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    env = stack.child_env() | {"TUNESMITH_HOME": str(tmp_path), "TUNESMITH_PG_PASSWORD": "wrong",
+                               "TUNESMITH_WATERMARK_KEY": "k"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "tunesmith", "worker", "cpu"], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "the database refused the credentials" in proc.stderr
+    assert "Traceback" not in proc.stderr and ":wrong@" not in proc.stderr  # no password shown

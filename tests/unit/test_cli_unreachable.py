@@ -36,3 +36,28 @@ def test_unreachable_platform_exits_3(args: list[str]) -> None:
     )  # fmt: skip
     assert proc.returncode == 3, proc.stderr
     assert "cannot reach the platform" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "says"),
+    [
+        ({}, 3, "unreachable"),  # nothing listens on the ports
+        ({"TUNESMITH_PAYLOAD_KEYS": "k:short"}, 2, "TUNESMITH_PAYLOAD_KEYS"),
+    ],
+)
+def test_a_worker_that_cannot_start_says_why_and_exits(
+    extra: dict[str, str], code: int, says: str
+) -> None:
+    port = str(free_port())
+    env = {**os.environ, "TUNESMITH_PG_PORT": port, "TUNESMITH_TEMPORAL_PORT": port,
+           "TUNESMITH_S3_PORT": port, "TUNESMITH_PG_PASSWORD": "x", "TUNESMITH_S3_ACCESS_KEY": "x",
+           "TUNESMITH_S3_SECRET_KEY": "x", "TUNESMITH_WATERMARK_KEY": "x", **extra}  # fmt: skip
+    env.pop("TUNESMITH_DATABASE_URL", None)
+    env.pop("TUNESMITH_TEMPORAL_ADDRESS", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tunesmith", "worker", "cpu"],
+        env=env, capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert proc.returncode == code, proc.stderr
+    assert "cannot start" in proc.stderr and says in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
