@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,7 @@ def profile(samples: np.ndarray, sample_rate: int) -> MelodyProfile:
     if not np.any(np.abs(y) > 1e-4):
         raise MelodyError("audio is silent")
     magnitude = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=STFT_HOP))
-    harmonic, _ = librosa.decompose.hpss(magnitude, kernel_size=(17, 17))
+    harmonic = _harmonic(magnitude)
     steps = harmonic.shape[1] // FRAMES_PER_STEP
     if steps < WINDOW_FRAMES:
         raise MelodyError(f"{steps * STEP_S:.1f} s of audio; need {WINDOW_FRAMES * STEP_S:.1f} s")
@@ -143,6 +144,80 @@ def profile(samples: np.ndarray, sample_rate: int) -> MelodyProfile:
     bands = np.log1p(100 * bands / bands.mean())
     bands[~tonal] = 0.0
     return MelodyProfile(bands=bands.astype(np.float32))
+
+
+_HPSS_KERNEL = 17  # librosa.decompose.hpss(kernel_size=(17, 17)): 1.6 s × 94 Hz medians
+
+
+@cache
+def _median_network(n: int) -> tuple[tuple[int, int], ...]:
+    """Compare-exchange pairs that leave the median of `n` values at index n // 2: Batcher's
+    merge-exchange sort (Knuth 5.2.2 M), less the pairs the middle output does not depend on."""
+    t = max(1, (n - 1).bit_length())
+    pairs: list[tuple[int, int]] = []
+    p = 1 << (t - 1)
+    while p > 0:
+        q, r, d = 1 << (t - 1), 0, p
+        while d > 0:
+            pairs += [(i, i + d) for i in range(n - d) if (i & p) == r]
+            d, q, r = q - p, q >> 1, p
+        p >>= 1
+    needed, kept = {n // 2}, []
+    for i, j in reversed(pairs):
+        if i in needed or j in needed:
+            kept.append((i, j))
+            needed |= {i, j}
+    return tuple(reversed(kept))
+
+
+def _sliding_median(x: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """`scipy.ndimage.median_filter(x, size along axis, mode="reflect")` of a 2-D array: the
+    same numbers (a median is one of the inputs) from a sorting network of elementwise
+    min/max over shifted copies, ~10x faster than ndimage's generic rank filter."""
+    half = size // 2
+    pad = [(0, 0), (0, 0)]
+    pad[axis] = (half, half)
+    padded = np.pad(x, pad, mode="symmetric")  # = ndimage's "reflect"
+    n = x.shape[axis]
+    values = [
+        (padded[:, k : k + n] if axis == 1 else padded[k : k + n]).copy() for k in range(size)
+    ]
+    for i, j in _median_network(size):
+        low = np.minimum(values[i], values[j])
+        np.maximum(values[i], values[j], out=values[j])
+        values[i] = low
+    return values[half]
+
+
+def _blocked_median(x: np.ndarray, size: int, axis: int, block: int = 64) -> np.ndarray:
+    """`_sliding_median` in blocks across the other axis, so the shifted copies stay in cache."""
+    if axis == 1:
+        parts = [_sliding_median(x[r : r + block], size, 1) for r in range(0, x.shape[0], block)]
+        return np.concatenate(parts, axis=0) if parts else x.copy()
+    step = block * 3
+    parts = [_sliding_median(x[:, c : c + step], size, 0) for c in range(0, x.shape[1], step)]
+    return np.concatenate(parts, axis=1) if parts else x.copy()
+
+
+def _harmonic(magnitude: np.ndarray) -> np.ndarray:
+    """The harmonic part of `librosa.decompose.hpss(magnitude, kernel_size=(17, 17))`, in the
+    STFT bins the semitone filters read (zero elsewhere: those bins are weighted 0).
+
+    The same numbers as librosa's: its median filters, its soft mask, on the bins that count.
+    """
+    from librosa.util import softmask
+
+    used = np.flatnonzero(_filters().any(axis=0))
+    lo, hi = int(used[0]), int(used[-1]) + 1
+    half = _HPSS_KERNEL // 2
+    # The frequency median of bin b reads bins b ± 8: give it those rows, mirrored at the
+    # spectrum's ends as ndimage's "reflect" would.
+    rows = np.pad(magnitude, [(half, half), (0, 0)], mode="symmetric")[lo : hi + 2 * half]
+    perc = _blocked_median(rows, _HPSS_KERNEL, axis=0)[half : half + hi - lo]
+    harm = _blocked_median(magnitude[lo:hi], _HPSS_KERNEL, axis=1)
+    harmonic = np.zeros_like(magnitude)
+    harmonic[lo:hi] = magnitude[lo:hi] * softmask(harm, perc * 1.0, power=2.0, split_zeros=True)
+    return harmonic
 
 
 def _filters() -> np.ndarray:

@@ -6,6 +6,7 @@ Used by the `check_similarity` activity and `tunesmith similarity check`.
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,9 +71,9 @@ class SimilarityChecker:
         Only the `melody_index.CANDIDATES` recordings nearest to the query's windows are
         scored, plus any recording not in the index yet (ingested before it existed).
         """
-        found = await asyncio.to_thread(_score_batch, query, await self.melody_candidates(query))
+        found = await _score_parallel(query, await self.melody_candidates(query))
         async for batch in self.catalog.unindexed_melodies():
-            found.update(await asyncio.to_thread(_score_batch, query, batch))
+            found.update(await _score_parallel(query, batch))
         names = await self.catalog.describe(list(found))
         return [
             SimilarityMatch(
@@ -130,6 +131,20 @@ def profile_file(path: Path) -> melody.MelodyProfile | None:
         return melody.profile(samples, sample_rate)
     except (IngestError, melody.MelodyError):
         return None
+
+
+# Exact scoring is numpy on arrays of a few MB (the GIL is released): candidates are split over
+# this many threads, and merged in their original order (the same result as one thread).
+SCORING_THREADS = max(1, min(2, os.cpu_count() or 1))
+
+
+async def _score_parallel(
+    query: melody.MelodyProfile, batch: list[tuple[int, bytes]]
+) -> dict[int, melody.MelodyAlignment]:
+    parts = [batch[i::SCORING_THREADS] for i in range(SCORING_THREADS)]
+    scored = await asyncio.gather(*(asyncio.to_thread(_score_batch, query, p) for p in parts))
+    found = {rec: a for part in scored for rec, a in part.items()}
+    return {rec: found[rec] for rec, _ in batch if rec in found}
 
 
 def _score_batch(

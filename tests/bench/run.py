@@ -219,21 +219,21 @@ def main() -> None:
     similarity_section()
 
 
-async def _similarity_on(stack: LocalStack) -> None:
+async def _similarity_on(stack: LocalStack, sizes: tuple[int, ...]) -> None:
     db = await Database.open(stack.settings)
     try:
-        await bench_similarity(db)
+        await bench_similarity(db, sizes=sizes)
     finally:
         await db.close()
 
 
-def similarity_section() -> None:
+def similarity_section(sizes: tuple[int, ...] = (1_000, 10_000)) -> None:
     print("\nsimilarity: catalog lookups, 30 s queries, synthetic fingerprints and melodies:")
     home = Path(tempfile.mkdtemp(prefix="tunesmith-bench-"))
     stack = LocalStack(make_settings(home))
     try:
         stack.up(workers=False, log=lambda _m: None)
-        asyncio.run(_similarity_on(stack))
+        asyncio.run(_similarity_on(stack, sizes))
     finally:
         stack.destroy(log=lambda _m: None)
 

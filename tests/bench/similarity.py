@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -168,12 +169,17 @@ async def _index_blocks(db: Database, kind: str) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-async def bench_similarity(db: Database, queries: int = 100, melody_queries: int = 30) -> None:
+async def bench_similarity(
+    db: Database,
+    queries: int = 100,
+    melody_queries: int = 30,
+    sizes: tuple[int, ...] = (1_000, 10_000),
+) -> None:
     rng = np.random.default_rng(0)
     await db.pool.execute("TRUNCATE catalog_recordings CASCADE")
     results: dict[str, dict[int, tuple[float, float, float]]] = {"fingerprint": {}, "melody": {}}
     loaded = 0
-    for size in (1_000, 10_000):
+    for size in sizes:
         started = time.perf_counter()
         await _fill(db, rng, loaded, size - loaded)
         await _fill_melodies(db, rng, loaded, size - loaded)
@@ -200,12 +206,95 @@ async def bench_similarity(db: Database, queries: int = 100, melody_queries: int
             print(f"    {kind:<11} median {p50 * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  "
                   f"found {recall:.2f}  ({n} queries; index pages read from outside "
                   f"shared_buffers: {read} of {hit + read})")  # fmt: skip
+        if size == 1_000:
+            await bench_check(db)
+    if len(sizes) < 2:
+        return
     print("  10x catalog (1k → 10k recordings), side by side (goal ≤ 2x):")
     for kind, r in results.items():
         print(f"    {kind:<11} median {r[1_000][0] * 1000:7.1f} → {r[10_000][0] * 1000:7.1f} ms "
               f"= {r[10_000][0] / r[1_000][0]:.2f}x   p95 {r[1_000][1] * 1000:7.1f} → "
               f"{r[10_000][1] * 1000:7.1f} ms = {r[10_000][1] / r[1_000][1]:.2f}x")  # fmt: skip
     await db.pool.execute("TRUNCATE catalog_recordings CASCADE")
+
+
+def _draft_wav(path: Path, seconds: float, seed: int, start_s: float = 0.0) -> Path:
+    """A draft render written as a 24-bit WAV (what `check_similarity` downloads)."""
+    import soundfile as sf
+
+    from activities.controls.normalize import normalize_request
+    from activities.inference.draft import DraftBackend
+
+    request = {"prompt": "bench check", "duration_s": seconds + start_s, "tempo_bpm": 112,
+               "key": "D minor", "instruments": ["piano", "bass", "drums"],
+               "seed": seed}  # fmt: skip
+    raw = DraftBackend().generate(normalize_request(request)[1])
+    first = int(start_s * raw.sample_rate)
+    sf.write(path, raw.samples[first:], raw.sample_rate, format="WAV", subtype="PCM_24")
+    return path
+
+
+async def bench_check(db: Database, queries: int = 10) -> dict[str, float]:
+    """The whole `check_similarity` analysis + lookups of a 30 s master (wall time), against
+    the catalog as loaded, plus a few real draft recordings whose 30 s copies must be found."""
+    import tempfile
+
+    from activities.catalog.chromaprint import fingerprint_file
+    from activities.catalog.ingest import RecordingMetadata, ingest
+    from activities.similarity.checker import profile_file
+
+    checker = SimilarityChecker(CatalogDB(db.pool))
+    out: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="tunesmith-bench-check-") as tmp:
+        work = Path(tmp)
+        originals = [_draft_wav(work / f"original-{i}.wav", 60.0, 900 + i) for i in range(3)]
+        await db.pool.execute(  # the bulk load gave explicit ids
+            "SELECT setval(pg_get_serial_sequence('catalog_recordings', 'id'), "
+            "(SELECT max(id) FROM catalog_recordings))"
+        )
+        await ingest(CatalogDB(db.pool), originals, RecordingMetadata())
+        names = {o: await db.pool.fetchval(
+            "SELECT recording_id FROM catalog_recordings WHERE source_path = $1", str(o))
+            for o in originals}  # fmt: skip
+        unrelated = [_draft_wav(work / f"q-{i}.wav", 30.0, 300 + i) for i in range(queries)]
+        copies = [(_draft_wav(work / f"copy-{i}.wav", 30.0, 900 + i, start_s=15.0), o)
+                  for i, o in enumerate(originals)]  # fmt: skip
+        # Warm as a worker is (imports, JIT, the pool); the fingerprint index was warmed.
+        fingerprint_file(unrelated[0])
+        profile_file(unrelated[0])
+        await checker.check(fingerprint_file(unrelated[0]).items, profile_file(unrelated[0]))
+        parts: dict[str, list[float]] = {"total": [], "fingerprint": [], "profile": [],
+                                         "lookups": []}  # fmt: skip
+        found = 0
+        for path in unrelated + [c for c, _ in copies]:
+            started = time.perf_counter()
+            fp = await asyncio.to_thread(fingerprint_file, path)
+            fingerprinted = time.perf_counter()
+            profile = await asyncio.to_thread(profile_file, path)
+            profiled = time.perf_counter()
+            report = await checker.check(fp.items, profile)
+            done = time.perf_counter()
+            original = dict(copies).get(path)
+            if original is not None:
+                found += any(m.recording_id == names[original] for m in report.matches)
+                continue
+            for key, value in (("total", done - started), ("fingerprint", fingerprinted - started),
+                               ("profile", profiled - fingerprinted),
+                               ("lookups", done - profiled)):  # fmt: skip
+                parts[key].append(value)
+        for key, values in parts.items():
+            out[key] = statistics.median(values)
+        out["p95"] = float(np.percentile(parts["total"], 95))
+        out["copies_found"] = found / len(copies)
+        await db.pool.execute("DELETE FROM catalog_recordings WHERE source_path LIKE $1",
+                              f"{tmp}%")  # fmt: skip
+    size = await db.pool.fetchval("SELECT count(*) FROM catalog_recordings")
+    print(f"    check_similarity of a 30 s master ({size} recordings + 3 drafts), median of "
+          f"{queries}: p50 {out['total'] * 1000:6.0f} ms  p95 {out['p95'] * 1000:6.0f} ms   "
+          f"(fingerprint {out['fingerprint'] * 1000:.0f} ms, melody profile "
+          f"{out['profile'] * 1000:.0f} ms, catalog lookups {out['lookups'] * 1000:.0f} ms); "
+          f"30 s copies of catalog drafts found {out['copies_found']:.2f}")  # fmt: skip
+    return out
 
 
 def bench_melody(references: int = 40) -> None:
@@ -241,7 +330,12 @@ def bench_melody(references: int = 40) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
     from tests.bench.run import similarity_section
 
-    similarity_section()
-    bench_melody()
+    if "--1k" in sys.argv:  # only the 1k catalog: lookups and the whole check
+        similarity_section(sizes=(1_000,))
+    else:
+        similarity_section()
+        bench_melody()
