@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Final
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
@@ -50,10 +51,11 @@ from workflows.job_steps import (
 from workflows.review_gate import ReviewGate
 
 # Histories recorded before webhook delivery existed have no delivery child for the outcome.
-DELIVER_WEBHOOKS_PATCH = "deliver-webhooks-v1"
-DRAFT_FIRST_PATCH = "draft-first-v1"
+DELIVER_WEBHOOKS_PATCH: Final = "deliver-webhooks-v1"
+# Histories from before progressive refinement never render a draft preview.
+DRAFT_FIRST_PATCH: Final = "draft-first-v1"
 # Histories from before per-model queues scheduled every render on one GPU queue.
-PER_MODEL_QUEUE_PATCH = "per-model-gpu-queue-v1"
+PER_MODEL_QUEUE_PATCH: Final = "per-model-gpu-queue-v1"
 
 
 @workflow.defn(name=names.GENERATE_TRACK_WORKFLOW)
