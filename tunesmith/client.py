@@ -105,7 +105,7 @@ class JobHandle:
         converter = self._client.temporal.data_converter
         for pending in desc.raw_description.pending_activities:
             if (
-                pending.activity_type.name == "generate_audio"
+                pending.activity_type.name == names.GENERATE_AUDIO
                 and pending.heartbeat_details.payloads
             ):
                 details = await converter.decode(pending.heartbeat_details.payloads)

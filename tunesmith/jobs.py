@@ -14,6 +14,7 @@ from temporalio.client import Client as TemporalClient
 
 from activities.review import store as review_db
 from infra.db import Database, jsonable
+from schemas import names
 from schemas.errors import JobNotFoundError
 from schemas.jobs import CheckSimilarityOutput
 
@@ -102,7 +103,7 @@ async def similarity_from_history(
     for event in history.events:
         if event.HasField("activity_task_scheduled_event_attributes"):
             attrs = event.activity_task_scheduled_event_attributes
-            if attrs.activity_type.name == "check_similarity":
+            if attrs.activity_type.name == names.CHECK_SIMILARITY:
                 scheduled = event.event_id
         elif event.HasField("activity_task_completed_event_attributes"):
             done = event.activity_task_completed_event_attributes
