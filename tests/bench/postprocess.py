@@ -95,6 +95,7 @@ def bench_postprocess(seconds: float = 60.0, repeats: int = 3) -> None:
                       f"(CPU {first_cpu:5.2f} s)   warm median {warm:6.2f} s "
                       f"(CPU {warm_cpu:5.2f} s)  → realtime factor {seconds / warm:.0f}x, "
                       f"on CPU time {seconds / warm_cpu:.0f}x")  # fmt: skip
+        print(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     finally:
         os.sched_setaffinity(0, original)
 

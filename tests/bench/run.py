@@ -2,12 +2,14 @@
 
 Prints:
 1. Draft backend realtime factor on one core (30 s piano/bass/drums, several seeds).
+   Then post-processing of 60 s in a warm worker (`python -m tests.bench.postprocess`).
 2. Per-job wall time of the same pipeline steps called directly in-process vs run as a
    GenerateTrack workflow on the embedded stack, with the dev server stock and tuned, and the
    ratios between them; plus where the workflow's time goes (task wait in the history).
 3. Similarity query time with 1k and 10k catalog recordings, median and p95: fingerprint
    (inverted index) and melody (window index + exact scoring), side by side
-   (`python -m tests.bench.similarity` runs only this part).
+   (`python -m tests.bench.similarity` runs only this part), and the whole `check_similarity`
+   of a 30 s master at 1k recordings (`python -m tests.bench.similarity --1k`).
 """
 
 from __future__ import annotations
@@ -70,33 +72,14 @@ def bench_draft(seeds: int) -> None:
     print(f"  render median {med * 1000:.0f} ms  → realtime factor {30.0 / med:.0f}x")
 
 
-def bench_postprocess(seconds: float = 60.0) -> None:
-    """Realtime factor of mastering (everything `postprocess` does but the upload), one core."""
-    from activities.postprocess.formats import AudioTags
-    from activities.postprocess.pipeline import MasteringJob, master_files
-    from activities.postprocess.profiles import PROFILES
-    from schemas.request import DeliveryFormat
+def bench_postprocess() -> None:
+    """Post-processing of 60 s on one core in a warm worker (`tests/bench/postprocess.py`), in
+    a fresh interpreter so the worker's start-up warm-up and the first job are measured too."""
+    import subprocess
+    import sys
 
-    _, tokens = normalize_request({**REQUEST, "duration_s": seconds})
-    raw = DraftBackend().generate(tokens)
-    original = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(original)})
-    print(f"\npost-processing {seconds:g} s of draft audio, one core:")
-    try:
-        all_formats: list[DeliveryFormat] = ["wav24", "wav16", "flac", "mp3", "opus"]
-        for formats in (all_formats[::3], all_formats):  # wav24+mp3 (the default), then all
-            job = MasteringJob(profile=PROFILES["streaming"], formats=formats,
-                               tags=AudioTags("bench", "bench", "draft"),
-                               requested_duration_s=seconds, instruments=["piano"],
-                               seed=1)  # fmt: skip
-            with tempfile.TemporaryDirectory() as tmp:
-                started = time.perf_counter()
-                master_files(raw.samples, raw.sample_rate, job, Path(tmp))
-                took = time.perf_counter() - started
-            print(f"  formats {','.join(formats):<28} {took:6.2f} s  → realtime factor "
-                  f"{seconds / took:.0f}x")  # fmt: skip
-    finally:
-        os.sched_setaffinity(0, original)
+    print()
+    subprocess.run([sys.executable, "-m", "tests.bench.postprocess"], check=True)
 
 
 async def direct_pipeline(stack: LocalStack, registry: ModelRegistry, db: Database) -> float:

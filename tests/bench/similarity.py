@@ -18,6 +18,7 @@ what a full scan of the catalog, the detector before its index, costs per record
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from pathlib import Path
@@ -293,7 +294,8 @@ async def bench_check(db: Database, queries: int = 10) -> dict[str, float]:
           f"{queries}: p50 {out['total'] * 1000:6.0f} ms  p95 {out['p95'] * 1000:6.0f} ms   "
           f"(fingerprint {out['fingerprint'] * 1000:.0f} ms, melody profile "
           f"{out['profile'] * 1000:.0f} ms, catalog lookups {out['lookups'] * 1000:.0f} ms); "
-          f"30 s copies of catalog drafts found {out['copies_found']:.2f}")  # fmt: skip
+          f"30 s copies of catalog drafts found {out['copies_found']:.2f}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
     return out
 
 
