@@ -102,17 +102,20 @@ class Database:
         request_sha256: str,
         controls: dict[str, Any],
         model_id: str,
+        stage: str,
     ) -> None:
+        """Insert the job row at `stage` (the stage the workflow named), or update the
+        controls of an existing one (its stage is left alone)."""
         await self.pool.execute(
             """
             INSERT INTO jobs (job_id, tenant, idempotency_key, request, request_sha256, controls,
                               prompt, tier, product, duration_s, seed, model_id, stage)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'generating')
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
             ON CONFLICT (job_id) DO UPDATE SET controls = EXCLUDED.controls, updated_at = now()
             """,
             job_id, tenant, idempotency_key, request, request_sha256, controls,
             controls["prompt"], controls["tier"], controls["product"], controls["duration_s"],
-            controls["seed"], model_id,
+            controls["seed"], model_id, stage,
         )  # fmt: skip
 
     async def finished_stage(self, job_id: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -92,6 +92,7 @@ class NormalizeInput(BaseModel):
     job_id: str
     request: dict[str, Any]
     idempotency_key: str | None = None
+    next_stage: Stage = Stage.GENERATING  # the stage a new job row records
 
 
 class NormalizeOutput(BaseModel):
@@ -203,6 +204,11 @@ class PartOutput(BaseModel):
     deliverables: list[AudioRef] = Field(default_factory=list)
     integrated_lufs: float
     true_peak_dbtp: float
+
+
+# The artifact kind of the overview PNG (waveform + spectrogram) post-processing writes: a row
+# without the audio columns. Published, it is `published_overview` (not a row).
+OVERVIEW_ARTIFACT: Final = "overview_png"
 
 
 class PostprocessOutput(BaseModel):

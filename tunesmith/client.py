@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
-from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -45,7 +44,7 @@ from schemas.jobs import (
     Stage,
 )
 from schemas.request import GenerationRequest
-from tunesmith.jobs import JobView, overview_uri, read_job
+from tunesmith.jobs import JobView, read_job
 from tunesmith.preflight import CheckedRequest, check_request
 
 _MEMO_REQUEST_SHA = "request_sha256"
@@ -237,7 +236,7 @@ class Client:
 
     async def job(self, job_id: str, *, db: Database | None = None) -> JobView:
         """Everything recorded about a job: its row, artifacts, review, ledger, review audit,
-        similarity matches (while the workflow history is kept) and overview image.
+        similarity check and overview image (`tunesmith.jobs.read_job`).
 
         Args:
             job_id: the job.
@@ -253,11 +252,7 @@ class Client:
             finally:
                 await db.close()
         url = self.settings.workflow_url(job_id)
-        view = await read_job(db, job_id, web_ui=url, temporal=self.temporal)
-        overview = overview_uri(self.settings.raw_bucket, job_id)
-        if await asyncio.to_thread(self.store.exists, overview):
-            view = replace(view, overview_uri=overview)
-        return view
+        return await read_job(db, job_id, web_ui=url, temporal=self.temporal)
 
     @cached_property
     def store(self) -> ObjectStore:

@@ -124,7 +124,12 @@ class GenerateTrack:
         record_stage(self._status, Stage.NORMALIZING, ReviewState.PENDING)
         normalized: NormalizeOutput = await run_cpu(
             names.NORMALIZE_CONTROLS,
-            NormalizeInput(job_id=job_id, request=inp.request, idempotency_key=inp.idempotency_key),
+            NormalizeInput(
+                job_id=job_id,
+                request=inp.request,
+                idempotency_key=inp.idempotency_key,
+                next_stage=Stage.GENERATING,
+            ),
             NormalizeOutput,
             30,
             retry=CPU_RETRY,  # nothing spent yet: give up on a persistent outage

@@ -64,6 +64,7 @@ class ControlActivities:
             request_sha256=digest,
             controls=tokens.model_dump(mode="json"),
             model_id=tokens.model_id,
+            stage=inp.next_stage.value,
         )
         return NormalizeOutput(
             tokens=tokens,

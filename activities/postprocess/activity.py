@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,14 @@ from infra.db import Database
 from infra.store import ObjectStore
 from schemas import names
 from schemas.errors import INVALID_REQUEST, UNMASTERABLE_AUDIO
-from schemas.jobs import AudioRef, ModelRef, PartOutput, PostprocessInput, PostprocessOutput
+from schemas.jobs import (
+    OVERVIEW_ARTIFACT,
+    AudioRef,
+    ModelRef,
+    PartOutput,
+    PostprocessInput,
+    PostprocessOutput,
+)
 
 # Formats c2pa-python can embed a manifest in (it cannot in Ogg/Opus).
 C2PA_FORMATS = frozenset({"wav24", "wav16", "flac", "mp3"})
@@ -56,6 +64,7 @@ class _Upload:
 class _Mastered:
     output: PostprocessOutput
     uploads: list[_Upload]
+    overview: dict[str, object]  # the overview PNG's artifact columns (uri, sha256, size)
 
 
 class PostprocessActivities:
@@ -155,6 +164,9 @@ class PostprocessActivities:
         overview_uri = self.store.put_file(self.store.settings.raw_bucket,
                                            postprocess_key(inp.job_id, "overview.png"),
                                            files.overview, "image/png")  # fmt: skip
+        png = files.overview.read_bytes()
+        overview = {"uri": overview_uri, "sha256": hashlib.sha256(png).hexdigest(),
+                    "format": "png", "size_bytes": len(png)}  # fmt: skip
         output = PostprocessOutput(
             master=master_ref,
             measurements=files.measurements,
@@ -172,7 +184,7 @@ class PostprocessActivities:
             if tokens is not None and (tokens.loop or part_outputs)
             else None,
         )
-        return _Mastered(output, uploads)
+        return _Mastered(output, uploads, overview)
 
     @activity.defn(name=names.POSTPROCESS)
     async def postprocess(self, inp: PostprocessInput) -> PostprocessOutput:
@@ -199,5 +211,7 @@ class PostprocessActivities:
                 inp.job_id, up.kind, **up.ref.model_dump(),
                 integrated_lufs=lufs, true_peak_dbtp=peak, **extra,
             )  # fmt: skip
+        # Not audio: the audio columns (rate, channels, duration, loudness) stay NULL.
+        await self.db.upsert_artifact(inp.job_id, OVERVIEW_ARTIFACT, **mastered.overview)
         await self.db.set_stage(inp.job_id, inp.next_stage.value)
         return out

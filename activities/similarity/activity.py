@@ -19,6 +19,7 @@ from activities.catalog.melody import MelodyProfile
 from activities.catalog.store import CatalogDB
 from activities.policy.review import POLICIES_DIR, decide, load_policy
 from activities.similarity.checker import SimilarityChecker, profile_file
+from activities.similarity.store import record_check
 from infra.db import Database
 from infra.store import ObjectStore
 from schemas import names
@@ -82,6 +83,17 @@ class SimilarityActivities:
             tenant=job["tenant"] if job else None, product=job["product"] if job else None,
             policy=load_policy(directory=self.policy_dir),
         )  # fmt: skip
+        result = CheckSimilarityOutput(
+            fingerprint_sha256=fingerprint.sha256 if fingerprint else "",
+            fingerprint_items=len(fingerprint.items) if fingerprint else 0,
+            matches=matches,
+            risk=risk,
+            recommendation=recommendation,
+            risk_reasons=report.reasons,
+        )
+        # Stored with the job (the history is gone after retention), before the stage moves
+        # on: whoever sees the job awaiting review can read its matches.
+        await record_check(self.db, inp.job_id, result)
         # The stage is the workflow's: it named one for either recommendation.
         if recommendation.decision == "needs_review":
             await self.db.set_stage(
@@ -96,11 +108,4 @@ class SimilarityActivities:
                 inp.stage_if_auto_approved.value,
                 review_state=ReviewState.AUTO_APPROVED.value,
             )
-        return CheckSimilarityOutput(
-            fingerprint_sha256=fingerprint.sha256 if fingerprint else "",
-            fingerprint_items=len(fingerprint.items) if fingerprint else 0,
-            matches=matches,
-            risk=risk,
-            recommendation=recommendation,
-            risk_reasons=report.reasons,
-        )
+        return result

@@ -9,11 +9,18 @@ import subprocess
 import pytest
 import soundfile as sf
 
+from activities.similarity import store as similarity_db
 from infra.db import Database
 from infra.settings import Settings
 from infra.stack import LocalStack, console_script
 from infra.store import ObjectStore
-from schemas.jobs import ReviewState, Stage
+from schemas.jobs import (
+    CheckSimilarityOutput,
+    ReviewRecommendation,
+    ReviewState,
+    SimilarityMatch,
+    Stage,
+)
 from tests.integration.helpers import short_request, wait_for_stage
 from tunesmith import (
     Client,
@@ -22,6 +29,7 @@ from tunesmith import (
     JobFailedError,
     ReviewNotAllowedError,
 )
+from tunesmith.jobs import from_history
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +64,8 @@ async def test_auto_approved_run_is_published_once(
     job = await db.get_job(handle.job_id)
     assert job is not None and job["stage"] == "published" and job["finished_at"] is not None
     kinds = {a["kind"] for a in await db.artifacts(handle.job_id)}
-    assert kinds == {"raw", "master_wav", "master_mp3", "preview_mp3", "published_wav24",
-                     "published_mp3", "published_preview"}  # fmt: skip
+    assert kinds == {"raw", "master_wav", "master_mp3", "preview_mp3", "overview_png",
+                     "published_wav24", "published_mp3", "published_preview"}  # fmt: skip
     ledger = await db.ledger(handle.job_id)
     assert len(ledger) == 1 and ledger[0]["amount_cents"] == 2  # 12 s at 10 c/min, rounded up
     assert (await db.get_review(handle.job_id))["outcome"] == "auto_approved"
@@ -69,6 +77,17 @@ async def test_auto_approved_run_is_published_once(
 
     status = await handle.status()
     assert status.stage is Stage.PUBLISHED and status.progress == 1.0
+
+    # The similarity check and the overview image are stored with the job (migration 0011):
+    # the job view reads them from the DB, and they are what the history recorded.
+    old = await from_history(client.temporal, handle.job_id)
+    stored = await similarity_db.read_check(db, handle.job_id)
+    assert stored is not None and stored == old.similarity
+    view = await client.job(handle.job_id, db=db)
+    overview = next(a for a in view.artifacts if a["kind"] == "overview_png")
+    assert view.similarity == stored and view.overview_uri == overview["uri"] == old.overview_uri
+    assert overview["format"] == "png" and overview["sample_rate"] is None
+    assert overview["size_bytes"] == len(store.get_bytes(overview["uri"]))
 
     # Filterable in the Web UI: the search attributes were upserted by the workflow.
     query = f'TunesmithStage = "published" AND WorkflowId = "{handle.job_id}"'
@@ -237,3 +256,39 @@ async def test_job_id_that_already_finished_is_never_redone(client: Client, db: 
     assert len(await db.ledger(first.job_id)) == 1
     job = await db.get_job(first.job_id)
     assert job is not None and job["stage"] == "published"  # the failed rerun cannot demote it
+
+
+async def test_similarity_matches_are_stored_once_per_match(db: Database) -> None:
+    """A retried check writes the same rows once; a later attempt's matches replace an earlier
+    one's; the read gives them back in the check's order."""
+    job_id = "job-similarity-store"
+    await db.upsert_job(job_id=job_id, tenant="t", idempotency_key=None, request={},
+                        request_sha256="x", model_id="draft", stage="checking",
+                        controls={"prompt": "p", "tier": "draft", "product": "track",
+                                  "duration_s": 5.0, "seed": 1})  # fmt: skip
+    melody = SimilarityMatch(recording_id="rec-2", title="Tune", method="melody", score=0.81,
+                             query_offset_s=3.0, recording_offset_s=10.5, duration_s=12.0,
+                             semitones=-2, tempo_factor=1.04)  # fmt: skip
+    copy = SimilarityMatch(recording_id="rec-1", method="fingerprint", score=0.97,
+                           query_offset_s=0.0, recording_offset_s=4.0, duration_s=20.0,
+                           risk="block", bit_error_rate=0.03)  # fmt: skip
+    check = CheckSimilarityOutput(
+        fingerprint_sha256="ab", fingerprint_items=120, matches=[copy, melody], risk="block",
+        recommendation=ReviewRecommendation(decision="needs_review", reasons=["copy"],
+                                            policy_version="review-policy@1",
+                                            required_approvals=2),
+        risk_reasons=["a fingerprint-verified copy of rec-1"],
+    )  # fmt: skip
+    try:
+        assert await similarity_db.read_check(db, job_id) is None
+        await similarity_db.record_check(db, job_id, check)
+        await similarity_db.record_check(db, job_id, check)  # a retried attempt
+        assert await similarity_db.read_check(db, job_id) == check
+        count = "SELECT count(*) FROM similarity_matches WHERE job_id = $1"
+        assert await db.pool.fetchval(count, job_id) == 2
+        later = check.model_copy(update={"matches": [melody], "risk": "review"})
+        await similarity_db.record_check(db, job_id, later)
+        assert await similarity_db.read_check(db, job_id) == later
+        assert await db.pool.fetchval(count, job_id) == 1
+    finally:
+        await db.pool.execute("DELETE FROM jobs WHERE job_id = $1", job_id)

@@ -213,7 +213,8 @@ async def test_outbox_recipients_on_postgres(db: Database) -> None:
     controls = {"prompt": "outbox recipients", "tier": "draft", "product": "track",
                 "duration_s": 6.0, "seed": 1}  # fmt: skip
     await db.upsert_job(job_id=job_id, tenant="default", idempotency_key=None, request={},
-                        request_sha256="0" * 64, controls=controls, model_id="draft")  # fmt: skip
+                        request_sha256="0" * 64, controls=controls, model_id="draft",
+                        stage="generating")  # fmt: skip
     tdb = TakedownDB(db)
     await db.pool.execute(  # a row as written before 0009: no recipient given
         "INSERT INTO webhook_outbox (job_id, event, idempotency_key, payload)"
