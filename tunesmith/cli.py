@@ -54,6 +54,16 @@ def down() -> None:
 
 
 @app.command()
+def setup() -> None:
+    """Prepare the configured services without starting anything: apply DB migrations, create
+    the buckets, register the search attributes (a deployment's one-shot setup job)."""
+    settings = get_settings()
+    _run(LocalStack(settings).prepare())
+    console.print(f"prepared: {settings.db_target}, {settings.s3_target}, "
+                  f"{settings.temporal_target} ({settings.temporal_namespace})")  # fmt: skip
+
+
+@app.command()
 def destroy(
     yes: Annotated[bool, typer.Option("--yes", help="do not ask for confirmation")] = False,
 ) -> None:

@@ -89,3 +89,13 @@ def test_wrong_database_credentials_stop_the_worker_with_a_clear_error(
     assert proc.returncode == 2, proc.stderr
     assert "the database refused the credentials" in proc.stderr
     assert "Traceback" not in proc.stderr and ":wrong@" not in proc.stderr  # no password shown
+
+
+def test_setup_prepares_the_services_idempotently(stack: LocalStack) -> None:
+    """`tunesmith setup` (the deployments' one-shot job): migrations, buckets, search
+    attributes on the configured services, starting nothing; a second run changes nothing."""
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "tunesmith", "setup"], env=stack.child_env(),
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert "prepared:" in proc.stdout and "password" not in proc.stdout
