@@ -27,8 +27,13 @@ NON_RETRYABLE_ERROR_TYPES: Final = [
 UNKNOWN_MODEL: Final = "UnknownModel"
 # The webhook receiver refused the event (4xx): the job is still published.
 WEBHOOK_REJECTED: Final = "WebhookRejected"
-# Raised by the submit_review update's validator.
+# A refused review decision (the submit_review update's validator, or the gate once
+# `authorize_review` refused it).
 REVIEW_NOT_ALLOWED: Final = "ReviewNotAllowed"
+# The detail a ReviewNotAllowed failure carries when no activity audited the refusal (the
+# validator's refusals, a decision that could not be authorized): the SDK then audits it, by
+# the AuditReviewRefusal workflow. Without it `authorize_review` wrote the audit row.
+REVIEW_REFUSAL_UNAUDITED: Final = "unaudited"
 
 
 class TunesmithError(Exception):

@@ -312,6 +312,16 @@ class EscalateReviewInput(BaseModel):
     reasons: list[str] = Field(default_factory=list)
 
 
+class AuditReviewRefusalInput(BaseModel):
+    """A decision refused before `authorize_review` saw it (by the update's validator, or for
+    a finished or unknown job), audited for the client that sent it (action `client`)."""
+
+    job_id: str
+    reviewer: str
+    decision: Literal["approve", "reject"]
+    reason: str
+
+
 class RecordReviewInput(BaseModel):
     job_id: str
     decision: ReviewDecision | None

@@ -18,6 +18,7 @@ def gpu_task_queue(model_id: str) -> str:
 GENERATE_TRACK_WORKFLOW: Final = "GenerateTrack"
 DELIVER_JOB_EVENTS_WORKFLOW: Final = "DeliverJobEvents"
 TAKEDOWN_WORKFLOW: Final = "Takedown"
+AUDIT_REVIEW_REFUSAL_WORKFLOW: Final = "AuditReviewRefusal"  # the SDK's refused decisions
 
 # Activity types: the `@activity.defn(name=...)` of each step and what the workflows schedule.
 # Saved histories and in-flight jobs carry these strings: never rename one.
@@ -28,6 +29,7 @@ CHECK_SIMILARITY: Final = "check_similarity"
 AUTHORIZE_REVIEW: Final = "authorize_review"
 ESCALATE_REVIEW: Final = "escalate_review"
 RECORD_REVIEW: Final = "record_review"
+AUDIT_REVIEW_REFUSAL: Final = "audit_review_refusal"
 PUBLISH: Final = "publish"
 FINISH_JOB: Final = "finish_job"
 DELIVER_WEBHOOKS: Final = "deliver_webhooks"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import uuid
 from functools import cached_property
 from pathlib import Path
@@ -22,7 +23,6 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.controls.inputs import upload_local_inputs
-from activities.review import store as review_db
 from activities.review.proof import review_proof
 from infra.db import Database
 from infra.settings import Settings, get_settings
@@ -30,6 +30,7 @@ from infra.store import ObjectStore
 from infra.temporal import connect_temporal
 from schemas import names
 from schemas.errors import (
+    REVIEW_REFUSAL_UNAUDITED,
     IdempotencyConflictError,
     InvalidRequestError,
     JobNotFoundError,
@@ -37,6 +38,7 @@ from schemas.errors import (
     TunesmithError,
 )
 from schemas.jobs import (
+    AuditReviewRefusalInput,
     GenerateTrackInput,
     GenerationResult,
     JobStatus,
@@ -48,6 +50,8 @@ from tunesmith.jobs import JobView, read_job
 from tunesmith.preflight import CheckedRequest, check_request
 
 _MEMO_REQUEST_SHA = "request_sha256"
+_AUDIT_WAIT_S = 60.0  # how long a refused review decision waits for its audit row
+log = logging.getLogger("tunesmith.client")
 
 
 class JobFailedError(TunesmithError):
@@ -164,24 +168,20 @@ class JobHandle:
         return ReviewDecision(decision=decision, reviewer=reviewer, note=note, proof=proof)
 
     async def _review(self, decision: ReviewDecision) -> JobStatus:
-        """Submit the decision; a refusal is written to the review audit log unless the
-        workflow already audited it, so every decision is audited whichever client sent it.
+        """Submit the decision; a refusal that no activity audited is audited here (action
+        `client`), so every decision is audited whichever client sent it.
 
-        A refusal by the update validator (job finished or not awaiting review) or for an
-        unknown job never reaches the workflow's `authorize_review` activity, which audits the
-        refusals it makes itself.
+        The workflow's `authorize_review` activity audits the refusals it makes; those of the
+        update's validator (the job is not awaiting review, already decided or approved by
+        this reviewer) carry the `unaudited` detail, and a decision for a finished or unknown
+        job never reaches a workflow. Those are audited by the AuditReviewRefusal workflow,
+        awaited before the refusal is raised: the SDK needs Temporal only, never the DB.
         """
-        db = await Database.open(self._client.settings, max_size=1)
         try:
-            # Audit rows the workflow writes for this decision come after this id.
-            mark = await db.pool.fetchval("SELECT coalesce(max(id), 0) FROM review_audit")
-            try:
-                return await self._submit_review(decision)
-            except (ReviewNotAllowedError, JobNotFoundError) as exc:
-                await _audit_refusal(db, self.job_id, decision, str(exc), after_id=mark)
-                raise
-        finally:
-            await db.close()
+            return await self._submit_review(decision)
+        except (_UnauditedRefusal, JobNotFoundError) as exc:
+            await self._client._audit_refusal(self.job_id, decision, str(exc))
+            raise
 
     async def _submit_review(self, decision: ReviewDecision) -> JobStatus:
         try:
@@ -190,32 +190,22 @@ class JobHandle:
             )
         except WorkflowUpdateFailedError as exc:
             cause = exc.cause
-            raise ReviewNotAllowedError(str(getattr(cause, "message", cause))) from None
+            message = str(getattr(cause, "message", cause))
+            if REVIEW_REFUSAL_UNAUDITED in getattr(cause, "details", ()):
+                raise _UnauditedRefusal(message) from None
+            raise ReviewNotAllowedError(message) from None
         except RPCError as exc:
             if exc.status != RPCStatusCode.NOT_FOUND:
                 raise
             # The workflow has finished (or never existed: status() raises JobNotFoundError).
             status = await self.status()
-            raise ReviewNotAllowedError(
+            raise _UnauditedRefusal(
                 f"job {self.job_id} is not awaiting review (stage: {status.stage.value})"
             ) from None
 
 
-async def _audit_refusal(
-    db: Database, job_id: str, decision: ReviewDecision, reason: str, *, after_id: int
-) -> None:
-    """Audit a refused decision (action `client`) unless the workflow's `authorize_review`
-    activity already wrote the refusal (a row after `after_id`)."""
-    audited = await db.pool.fetchval(
-        "SELECT 1 FROM review_audit WHERE id > $1 AND job_id = $2 AND reviewer = $3"
-        " AND decision = $4 AND NOT accepted",
-        after_id, job_id, decision.reviewer, decision.decision,
-    )  # fmt: skip
-    if not audited:
-        await review_db.audit(
-            db, job_id, reviewer=decision.reviewer, action="client",
-            decision=decision.decision, accepted=False, reason=reason,
-        )  # fmt: skip
+class _UnauditedRefusal(ReviewNotAllowedError):
+    """A refused decision nothing has audited yet (see `JobHandle._review`)."""
 
 
 class Client:
@@ -233,6 +223,24 @@ class Client:
 
     def get_handle(self, job_id: str) -> JobHandle:
         return JobHandle(self, job_id)
+
+    async def _audit_refusal(self, job_id: str, decision: ReviewDecision, reason: str) -> None:
+        """Audit a refused decision (action `client`) through the AuditReviewRefusal workflow
+        on the CPU workers; waits up to `_AUDIT_WAIT_S` for the row. Started, the workflow
+        writes it later if the workers are busy or down (then a warning is logged)."""
+        inp = AuditReviewRefusalInput(job_id=job_id, reviewer=decision.reviewer,
+                                      decision=decision.decision, reason=reason)  # fmt: skip
+        handle = await self.temporal.start_workflow(
+            names.AUDIT_REVIEW_REFUSAL_WORKFLOW,
+            inp,
+            id=f"{job_id}-review-refusal-{uuid.uuid4().hex[:12]}",
+            task_queue=names.CPU_TASK_QUEUE,
+        )
+        try:
+            await asyncio.wait_for(handle.result(), _AUDIT_WAIT_S)
+        except TimeoutError:
+            log.warning("the refusal of %s's decision on %s is audited later (run %s)",
+                        decision.reviewer, job_id, handle.id)  # fmt: skip
 
     async def job(self, job_id: str, *, db: Database | None = None) -> JobView:
         """Everything recorded about a job: its row, artifacts, review, ledger, review audit,

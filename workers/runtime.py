@@ -35,6 +35,7 @@ from infra.temporal import connect_temporal
 from schemas.names import CPU_TASK_QUEUE, GPU_TASK_QUEUE, gpu_task_queue
 from workers import versioning
 from workers.health import HealthServer
+from workflows.audit_review_refusal import AuditReviewRefusal
 from workflows.deliver_webhooks import DeliverJobEvents
 from workflows.generate_track import GenerateTrack
 from workflows.takedown import Takedown
@@ -56,6 +57,7 @@ def cpu_activities(
         ReviewActivities(db).record_review,
         ReviewActivities(db).authorize_review,
         ReviewActivities(db).escalate_review,
+        ReviewActivities(db).audit_review_refusal,
         PublishActivities(store, db, settings.draft_price_cents_per_minute).publish,
         JobActivities(db).finish_job,
         WebhookActivities(
@@ -85,7 +87,7 @@ def build_workers(
             Worker(
                 client,
                 task_queue=CPU_TASK_QUEUE,
-                workflows=[GenerateTrack, DeliverJobEvents, Takedown],
+                workflows=[GenerateTrack, DeliverJobEvents, Takedown, AuditReviewRefusal],
                 activities=cpu_activities(db, store, settings),
                 max_concurrent_activities=settings.worker_max_concurrent_activities,
                 deployment_config=versioning.deployment_config(settings),

@@ -21,7 +21,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas import names
-    from schemas.errors import REVIEW_NOT_ALLOWED
+    from schemas.errors import REVIEW_NOT_ALLOWED, REVIEW_REFUSAL_UNAUDITED
     from schemas.jobs import (
         STAGE_AFTER_REVIEW,
         AuthorizeReviewInput,
@@ -38,6 +38,13 @@ with workflow.unsafe.imports_passed_through():
 from workflows.job_steps import CPU_RETRY, deliver_job_events, record_stage, run_cpu
 
 REVIEW_AUTHZ_PATCH: Final = "review-authz-v1"
+# What `_authorize_and_apply` returns when `authorize_review` itself failed: nothing audited it.
+_UNAUTHORIZED = "the decision could not be authorized (review service unavailable)"
+
+
+def _unaudited(message: str) -> ApplicationError:
+    """A refusal no activity audited: the detail tells the SDK to audit it."""
+    return ApplicationError(message, REVIEW_REFUSAL_UNAUDITED, type=REVIEW_NOT_ALLOWED)
 
 
 class ReviewGate:
@@ -74,10 +81,13 @@ class ReviewGate:
         has moved on, or at once when more approvals are needed.
 
         Raises:
-            ApplicationError: type `ReviewNotAllowed`, the decision was refused.
+            ApplicationError: type `ReviewNotAllowed`, the decision was refused (and audited
+                by `authorize_review`, unless it carries the `unaudited` detail).
         """
         if self._authz:
             refusal = await self._authorize_and_apply(decision, "update")
+            if refusal == _UNAUTHORIZED:
+                raise _unaudited(refusal)
             if refusal is not None:
                 raise ApplicationError(refusal, type=REVIEW_NOT_ALLOWED)
             if self.decision is None:  # a first approval of two
@@ -88,20 +98,17 @@ class ReviewGate:
         return self._status
 
     def validate(self, decision: ReviewDecision) -> None:
-        """The update's validator: refuse before anything is written to the history."""
+        """The update's validator: refuse before anything is written to the history (nor to
+        the audit log: its refusals carry the `unaudited` detail, the SDK audits them)."""
         if self._status.stage is not Stage.AWAITING_REVIEW:
-            raise ApplicationError(
+            raise _unaudited(
                 f"job {self._status.job_id} is not awaiting review (stage: "
-                f"{self._status.stage.value})",
-                type=REVIEW_NOT_ALLOWED,
+                f"{self._status.stage.value})"
             )
         if self.decision is not None:
-            raise ApplicationError("a review decision was already given", type=REVIEW_NOT_ALLOWED)
+            raise _unaudited("a review decision was already given")
         if decision.reviewer in self._status.approvals:
-            raise ApplicationError(
-                f"{decision.reviewer} already approved job {self._status.job_id}",
-                type=REVIEW_NOT_ALLOWED,
-            )
+            raise _unaudited(f"{decision.reviewer} already approved job {self._status.job_id}")
 
     async def _authorize_and_apply(
         self, decision: ReviewDecision, channel: Literal["update", "signal"]
@@ -132,7 +139,7 @@ class ReviewGate:
                         names.AUTHORIZE_REVIEW, authz, AuthorizeReviewOutput, 30, retry=CPU_RETRY
                     )
                 except ActivityError:
-                    return "the decision could not be authorized (review service unavailable)"
+                    return _UNAUTHORIZED
                 if not verdict.allowed:
                     return verdict.reason
                 if decision.decision == "reject":

@@ -10,6 +10,7 @@ from infra.db import Database
 from schemas import names
 from schemas.jobs import (
     TERMINAL_STAGES,
+    AuditReviewRefusalInput,
     AuthorizeReviewInput,
     AuthorizeReviewOutput,
     EscalateReviewInput,
@@ -49,6 +50,15 @@ class ReviewActivities:
             accepted=reason is None, reason=reason or d.note, event_key=_event_key(),
         )  # fmt: skip
         return AuthorizeReviewOutput(allowed=reason is None, reason=reason or "")
+
+    @activity.defn(name=names.AUDIT_REVIEW_REFUSAL)
+    async def audit_review_refusal(self, inp: AuditReviewRefusalInput) -> None:
+        """Audit a decision the client saw refused without `authorize_review` (action
+        `client`); run by the AuditReviewRefusal workflow, once per refusal."""
+        await review_db.audit(
+            self.db, inp.job_id, reviewer=inp.reviewer, action="client", decision=inp.decision,
+            accepted=False, reason=inp.reason, event_key=_event_key(),
+        )  # fmt: skip
 
     @activity.defn(name=names.ESCALATE_REVIEW)
     async def escalate_review(self, inp: EscalateReviewInput) -> None:
