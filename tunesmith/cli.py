@@ -19,7 +19,7 @@ from infra.store import ObjectStore, split_uri
 from schemas.errors import TunesmithError
 from schemas.jobs import TERMINAL_STAGES, JobStatus, Stage
 from schemas.music import key_name, normalize_instrument, parse_key
-from schemas.request import Product, ReviewMode, Tier
+from schemas.request import DEFAULT_PROFILE, Product, ReviewMode, Tier
 from tunesmith.cli_common import console, err, print_result
 from tunesmith.cli_common import run as _run
 from tunesmith.cli_common import table as _table
@@ -172,7 +172,7 @@ def generate(
     tenant: Annotated[str, typer.Option(help="Tenant the job is billed to")] = "default",
     profile: Annotated[
         str, typer.Option(help="Delivery profile: streaming|apple|podcast|broadcast")
-    ] = "streaming",
+    ] = DEFAULT_PROFILE,
     formats: Annotated[
         str, typer.Option("--formats", help="Comma-separated: wav24,wav16,flac,mp3,opus")
     ] = "wav24,mp3",
