@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 
+from infra.db import Database
 from infra.stack import LocalStack
+from infra.store import ObjectStore
 from schemas.jobs import JobStatus, Stage
 from schemas.request import validate_request
 from tunesmith import GenerationRequest, JobHandle
@@ -60,3 +62,13 @@ def add_reviewer(stack: LocalStack, name: str, *args: str) -> str:
     match = re.search(r"^token:\s+(rvt_\S+)$", added.stdout, re.MULTILINE)
     assert match, added.stdout
     return match.group(1)
+
+
+async def assert_nothing_recorded(db: Database, store: ObjectStore, job_id: str) -> None:
+    """The job left no trace: no job row, artifact or ledger row, no stored object (a
+    request refused at its first step, before any work)."""
+    assert await db.get_job(job_id) is None
+    assert await db.artifacts(job_id) == [] and await db.ledger(job_id) == []
+    settings = store.settings
+    for bucket in (settings.raw_bucket, settings.published_bucket):
+        assert store.list_keys(bucket, f"{job_id}/") == [], bucket

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from pathlib import Path
 
 import pytest
 import soundfile as sf
 
+from infra.db import Database
 from infra.stack import LocalStack
-from tests.integration.helpers import add_reviewer, run_cli
+from infra.store import ObjectStore
+from tests.integration.helpers import add_reviewer, assert_nothing_recorded, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +51,22 @@ def test_bad_requests_fail_fast_with_a_clear_message(
 def test_unknown_tier_is_refused_by_the_cli(stack: LocalStack) -> None:
     proc = run_cli(stack, "generate", "x", "--tier", "ultra")
     assert proc.returncode == 2 and "ultra" in proc.stderr
+
+
+async def test_a_model_only_the_workers_refuse_fails_fast(
+    stack: LocalStack, db: Database, store: ObjectStore
+) -> None:
+    """The pre-flight leaves the model to the workers: the job starts and `normalize_controls`
+    refuses it (InvalidRequest) before anything is rendered, stored or charged."""
+    started = time.monotonic()
+    proc = run_cli(stack, "generate", "x", "--duration", "5", "--model", "no-such-model",
+                   "--wait", timeout_s=60)  # fmt: skip
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert time.monotonic() - started < 45, "not fast"
+    assert "unknown model 'no-such-model'" in proc.stderr and "models list" in proc.stderr
+    [job_id] = re.findall(r"job-[0-9a-f]{24}", proc.stdout)
+    assert f"job {job_id} failed" in proc.stderr
+    await assert_nothing_recorded(db, store, job_id)
 
 
 def test_generate_wait_out_then_jobs_list_and_show(stack: LocalStack, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from schemas.jobs import (
     SimilarityMatch,
     Stage,
 )
-from tests.integration.helpers import short_request, wait_for_stage
+from tests.integration.helpers import assert_nothing_recorded, short_request, wait_for_stage
 from tunesmith import (
     Client,
     IdempotencyConflictError,
@@ -292,3 +292,16 @@ async def test_similarity_matches_are_stored_once_per_match(db: Database) -> Non
         assert await db.pool.fetchval(count, job_id) == 1
     finally:
         await db.pool.execute("DELETE FROM jobs WHERE job_id = $1", job_id)
+
+
+async def test_sdk_job_for_a_model_only_the_workers_refuse_fails_fast(
+    client: Client, db: Database, store: ObjectStore
+) -> None:
+    """`submit` does not know the deployment's models: the job starts and fails at once at
+    `normalize_controls` with InvalidRequest, leaving nothing charged or stored."""
+    handle = await client.submit(short_request(model="no-such-model", duration_s=5.0))
+    with pytest.raises(JobFailedError, match="unknown model 'no-such-model'") as failed:
+        await asyncio.wait_for(handle.result(), 45)
+    assert failed.value.error_type == "InvalidRequest"
+    assert (await handle.status()).stage is Stage.FAILED
+    await assert_nothing_recorded(db, store, handle.job_id)
