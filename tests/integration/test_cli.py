@@ -64,7 +64,8 @@ async def test_a_model_only_the_workers_refuse_fails_fast(
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert time.monotonic() - started < 45, "not fast"
     assert "unknown model 'no-such-model'" in proc.stderr and "models list" in proc.stderr
-    [job_id] = re.findall(r"job-[0-9a-f]{24}", proc.stdout)
+    job_id = proc.stdout.split()[1]  # "job <id>  (<web ui link>)"
+    assert re.fullmatch(r"job-[0-9a-f]{24}", job_id), proc.stdout
     assert f"job {job_id} failed" in proc.stderr
     await assert_nothing_recorded(db, store, job_id)
 
