@@ -89,8 +89,9 @@ class EmbeddedPostgres:
         return self.home not in self.data_dir.parents
 
     def server_bin(self, name: str) -> str:
-        """A server binary the server's user can execute (as root: a private copy)."""
-        if self.user is None or self.legacy_in_home:
+        """A server binary the server's user can execute (as root: a private copy, since the
+        wheel usually sits in a checkout under root's home)."""
+        if self.user is None:
             return pg_bin(name)
         wheel = _wheel_dir()
         copy = PG_ROOT / f"pgserver-{importlib.metadata.version('pgserver')}"

@@ -213,7 +213,6 @@ def test_a_normal_user_runs_the_stack_from_a_private_directory() -> None:
 def test_an_older_trust_auth_stack_moves_to_a_password() -> None:
     """A state dir made before credentials existed (trust auth, a watermark.key file) keeps its
     data and its watermark key, and from the next `up` on demands the password."""
-    from infra.embedded_postgres import pg_bin
     from tests.conftest import make_settings
 
     home = Path(tempfile.mkdtemp(prefix="tunesmith-legacy-"))
@@ -225,7 +224,7 @@ def test_an_older_trust_auth_stack_moves_to_a_password() -> None:
         home.chmod(0o711)
         shutil.chown(data, pg.user, pg.user)
     subprocess.run(
-        [pg_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        [pg.server_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
          "--locale=C"],
         check=True, capture_output=True, user=pg.user, cwd="/",
     )  # fmt: skip
