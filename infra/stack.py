@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra.credentials import ensure_local_secrets
+from infra.credentials import ensure_local_secrets, read_local_secret
 from infra.embedded_postgres import EmbeddedPostgres, pg_bin
 from infra.processes import ManagedProcess, wait_until
 from infra.settings import Settings
@@ -175,7 +175,11 @@ class LocalStack:
     def _start_postgres(self) -> None:
         s = self.settings
         pg = self._postgres()
-        pg.prepare(s.pg_password or ensure_local_secrets(self.home)["pg_password"])
+        # `_up` made the secrets before starting anything: read, never make, them here.
+        pg.prepare(
+            s.pg_password
+            or read_local_secret(self.home, "pg_password", setting="TUNESMITH_PG_PASSWORD")
+        )
         argv = pg.argv(s.pg_port, s.pg_shared_buffers or default_shared_buffers())
         self._claim_ports("postgres", s.pg_port)
         self.process("postgres").start(
